@@ -1,0 +1,56 @@
+"""The ``samseg`` command line.  Each command is a module with ``register(subparsers)`` and ``run(args)``.
+
+Every :class:`~SAMSegSlicerLib.errors.SamSegError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from ..errors import Cancelled, SamSegError
+from . import demo, embed, evaluate, info, models, segment
+
+COMMANDS = [demo, models, info, embed, segment, evaluate]
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samseg",
+        description="Segment CT and MR volumes with Segment Anything models (LiteMedSAM by default).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SamSegError as error:
+        print(f"samseg: error: {error.one_line()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Cancelled:
+        print("samseg: cancelled", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("samseg: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except Exception as error:  # an internal error: one line, the traceback only on request
+        if os.environ.get("SAMSEG_DEBUG"):
+            raise
+        print(f"samseg: internal error: {type(error).__name__}: {error} (set SAMSEG_DEBUG=1 for the traceback "
+              "and report it)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

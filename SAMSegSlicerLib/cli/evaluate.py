@@ -1,0 +1,53 @@
+"""``samseg evaluate IMAGE LABELS --labels N,M --protocol P``: a simulated user, 3-D Dice per label."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from ..evaluation import PROTOCOLS, EvalOptions, check_label_values, run_evaluation
+from ..volume import read_labelmap
+from .common import (
+    add_model_args,
+    add_volume_args,
+    check_output_path,
+    engine_from_args,
+    open_volume,
+    parse_int_list,
+    report,
+    write_json,
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="simulate a user on labelled data and report 3-D Dice")
+    parser.add_argument("image")
+    parser.add_argument("labels", help="label map (may be on another grid: resampled nearest-neighbour)")
+    parser.add_argument("--labels", dest="label_values", required=True, help="label values, e.g. 1,2,3,5,6")
+    parser.add_argument("--protocol", default="box", choices=sorted(PROTOCOLS), help="simulated user (default box)")
+    parser.add_argument("--clicks", type=int, default=1, help="prompts per slice for clicks/scribbles (K)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="box protocol: move each box edge up to PX pixels")
+    parser.add_argument("--seed-slices", type=int, default=1, help="propagate protocol: seed slices per label")
+    parser.add_argument("--random-seed", type=int, default=0, help="seed of the simulated user's randomness")
+    parser.add_argument("--json", default=None, help="write the report as JSON here")
+    add_model_args(parser)
+    add_volume_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    json_out = check_output_path(args.json) if args.json else None
+    for flag, value in (("--clicks", args.clicks), ("--seed-slices", args.seed_slices)):
+        if value < 1:
+            raise InputError(f"{flag} must be at least 1, got {value}", None, f"e.g. {flag} 3")
+    values = parse_int_list(args.label_values, "labels")
+    volume = open_volume(args.image)
+    labels_kji = read_labelmap(args.labels, volume)
+    check_label_values(labels_kji, values)
+    engine = engine_from_args(args, volume)
+    options = EvalOptions(axis=args.axis, clicks=args.clicks, jitter_px=args.jitter,
+                          seed=args.random_seed, seed_slices=args.seed_slices)
+    evaluation = run_evaluation(engine, labels_kji, values, args.protocol, options, report)
+    print(evaluation.table())
+    if json_out:
+        write_json(json_out, evaluation.as_json())
+        report(f"wrote {json_out}")
+    return 0

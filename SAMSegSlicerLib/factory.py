@@ -1,0 +1,53 @@
+"""Assemble a :class:`~.engine.SliceEngine` from user-level choices (used by the CLI and the Slicer module)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, EmbeddingCache
+from .engine import SliceEngine
+from .models import load_model, resolve_spec
+from .models.download import Progress
+from .models.sam_model import SamModel
+from .paths import embedding_cache_dir
+from .volume import Volume
+from .window import resolve_window
+from .worker import TorchWorker
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What a user can choose about the model, its device and the embedding cache."""
+
+    model: str | None = None
+    checkpoint: str | None = None
+    arch: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    window: str = "auto"
+    disk_cache: bool = True
+    cache_dir: str | None = None
+    cache_disk_bytes: int = DEFAULT_DISK_BYTES
+    cache_memory_bytes: int = DEFAULT_MEMORY_BYTES
+
+
+def open_model(options: EngineOptions, download: bool = True, progress: Progress | None = None) -> SamModel:
+    spec = resolve_spec(options.model, options.checkpoint, options.arch)
+    return load_model(spec, options.device, options.precision, download=download, progress=progress)
+
+
+def make_cache(options: EngineOptions) -> EmbeddingCache:
+    disk = None
+    if options.disk_cache:
+        folder = Path(options.cache_dir).expanduser() if options.cache_dir else embedding_cache_dir()
+        disk = DiskStore(folder, options.cache_disk_bytes)
+    return EmbeddingCache(options.cache_memory_bytes, disk)
+
+
+def make_engine(volume: Volume, options: EngineOptions, model: SamModel | None = None,
+                cache: EmbeddingCache | None = None, worker: TorchWorker | None = None) -> SliceEngine:
+    """An engine for ``volume``; pass ``model``/``cache``/``worker`` to share them between volumes."""
+    model = model if model is not None else open_model(options)
+    window = resolve_window(options.window, volume.voxels_kji, volume.modality)
+    return SliceEngine(model, volume, window, cache if cache is not None else make_cache(options), worker)

