@@ -33,7 +33,7 @@ SLICE_TOLERANCE = 0.5
 
 
 @dataclass(frozen=True)
-class SlicePrompts:
+class PromptEntry:
     """One entry of a prompts file, mapped onto a slice: coordinates in slice (row, col) pixels."""
 
     label: int
@@ -56,7 +56,7 @@ def _points(entry: dict, key: str, where: str) -> np.ndarray:
     return points
 
 
-def entry_to_slice(entry: dict, frame: str, volume: Volume, where: str = "prompt") -> SlicePrompts:
+def entry_to_slice(entry: dict, frame: str, volume: Volume, where: str = "prompt") -> PromptEntry:
     """One prompts-file entry mapped onto its slice; ``where`` names it in error messages."""
     if not isinstance(entry, dict):
         raise InputError(f"{where} is not an object", None, "each prompt is {\"label\": N, \"box\": ...}")
@@ -95,10 +95,10 @@ def entry_to_slice(entry: dict, frame: str, volume: Volume, where: str = "prompt
         corners = every_rc[:2]
         box_rc = np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
     n_pos = len(positive)
-    return SlicePrompts(label, axis, index, box_rc, every_rc[2:2 + n_pos], every_rc[2 + n_pos:])
+    return PromptEntry(label, axis, index, box_rc, every_rc[2:2 + n_pos], every_rc[2 + n_pos:])
 
 
-def read_prompts(path: str, volume: Volume) -> list[SlicePrompts]:
+def read_prompts(path: str, volume: Volume) -> list[PromptEntry]:
     """Parse and check a prompts file against ``volume``; every problem is one :class:`InputError`."""
     file = Path(path)
     try:

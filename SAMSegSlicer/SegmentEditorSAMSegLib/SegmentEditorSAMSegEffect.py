@@ -1,0 +1,322 @@
+"""The SAMSeg Segment Editor effect: clicks and drags in the slice views become SAMSeg prompts.
+
+The effect only routes events and draws.  Prompts go to ``SAMSegSlicer.sharedLogic()``, which runs
+the model on its worker thread and writes accepted masks back through this effect (undoable, and
+respecting the editable area and overwrite settings).  Each slice view gets its own drawing
+pipeline (vtkPolyData -> vtkPolyDataMapper2D -> vtkActor2D, as the Draw effect does): the prompts
+of the slice the view shows (points coloured by polarity, the box, scribbles), the rubber band
+while a box is dragged and the scribble while it is drawn.  The pipelines follow slice changes.
+"""
+
+import os
+
+import numpy as np
+import qt
+import slicer
+import vtk
+from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
+
+POSITIVE_COLOR = (0.25, 0.9, 0.45)
+NEGATIVE_COLOR = (0.95, 0.3, 0.3)
+BOX_COLOR = (1.0, 0.85, 0.1)
+POINT_DIAMETER_PX = 12
+LINE_WIDTH_PX = 2
+
+
+def _logic():
+    import SAMSegSlicer
+
+    return SAMSegSlicer.sharedLogic()
+
+
+class SegmentEditorSAMSegEffect(AbstractScriptedSegmentEditorEffect):
+    """SAMSeg: points, box and scribbles for Segment Anything models."""
+
+    def __init__(self, scriptedEffect):
+        scriptedEffect.name = "SAMSeg"
+        scriptedEffect.title = "SAMSeg"
+        scriptedEffect.perSegment = True
+        scriptedEffect.requireSegments = True
+        AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
+        self.pipelines = {}
+        self.drag = None
+        self.sliceDescription = None
+
+    def clone(self):
+        import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+        clonedEffect = effects.qSlicerSegmentEditorScriptedEffect(None)
+        clonedEffect.setPythonSource(__file__.replace("\\", "/"))
+        return clonedEffect
+
+    def icon(self):
+        iconPath = os.path.join(os.path.dirname(__file__), "SegmentEditorSAMSegEffect.png")
+        return qt.QIcon(iconPath) if os.path.exists(iconPath) else qt.QIcon()
+
+    def helpText(self):
+        return """<html>Segment Anything prompts in the Red, Yellow and Green views.<br>
+<ul style="margin: 0">
+<li><b>Positive / negative point (A / S):</b> click on / beside the object.</li>
+<li><b>Box (D):</b> press, drag and release around the object.</li>
+<li><b>Positive / negative scribble (E / X):</b> drag inside / outside the object.</li>
+<li><b>Enter:</b> accept the slice into the selected segment; <b>Backspace:</b> clear the slice's prompts;
+<b>U / Shift+U:</b> undo / redo; <b>P:</b> propagate.</li>
+</ul>
+Model, tools and propagation are in the SAMSeg module.</html>"""
+
+    def setupOptionsFrame(self):
+        label = qt.QLabel("Model, tools, accept/undo and propagation are in the SAMSeg module panel.")
+        label.wordWrap = True
+        self.scriptedEffect.addOptionsWidget(label)
+        openButton = qt.QPushButton("Open SAMSeg module")
+        openButton.connect("clicked()", lambda: slicer.util.selectModule("SAMSegSlicer"))
+        self.scriptedEffect.addOptionsWidget(openButton)
+
+    def setMRMLDefaults(self):
+        pass
+
+    def updateGUIFromMRML(self):
+        pass
+
+    def updateMRMLFromGUI(self):
+        pass
+
+    def activate(self):
+        logic = _logic()
+        logic.attachEffect(self.scriptedEffect)
+        logic.changeListeners.append(self.redraw)
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is not None:
+            for name in layoutManager.sliceViewNames():
+                self.pipelineFor(layoutManager.sliceWidget(name))
+        self.redraw()
+
+    def deactivate(self):
+        logic = _logic()
+        logic.detachEffect(self.scriptedEffect)
+        if self.redraw in logic.changeListeners:
+            logic.changeListeners.remove(self.redraw)
+        for viewWidget, pipeline in self.pipelines.items():
+            for actor in pipeline.actors():
+                self.scriptedEffect.removeActor2D(viewWidget, actor)
+        self.pipelines = {}
+        self.drag = None
+
+    def target(self):
+        import SAMSegSlicer
+
+        parameterSetNode = self.scriptedEffect.parameterSetNode()
+        return SAMSegSlicer.AnnotationTarget(parameterSetNode.GetSourceVolumeNode(),
+                                             parameterSetNode.GetSegmentationNode(),
+                                             parameterSetNode.GetSelectedSegmentID())
+
+    def prompt(self, action, viewWidget):
+        """Hand a prompt to the logic; a problem (oblique view, no segment...) becomes a message, not a mask."""
+        from SAMSegSlicerLib.errors import SamSegError
+
+        logic = _logic()
+        if not logic.ensureDependencies():
+            return
+        try:
+            action(self.target(), viewWidget.sliceLogic().GetSliceNode())
+        except SamSegError as error:
+            logic.showStatus(error.one_line())
+            slicer.util.showStatusMessage(error.one_line(), 5000)
+
+    def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
+        if viewWidget.className() != "qMRMLSliceWidget":
+            return False
+        logic = _logic()
+        tool = logic.tool
+        anyModifier = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
+        pipeline = self.pipelineFor(viewWidget)
+
+        if eventId == vtk.vtkCommand.LeftButtonPressEvent and not anyModifier:
+            confirmed = self.scriptedEffect.confirmCurrentSegmentVisible()
+            if confirmed in (self.scriptedEffect.NotConfirmed, self.scriptedEffect.ConfirmedWithDialog):
+                return True
+            ras = self.xyToRas(callerInteractor.GetEventPosition(), viewWidget)
+            if tool in ("positive_point", "negative_point"):
+                positive = tool == "positive_point"
+                self.prompt(lambda target, sliceNode: logic.addPoint(target, sliceNode, ras, positive), viewWidget)
+            else:
+                self.drag = _Drag(viewWidget, tool, [ras])
+                self.scriptedEffect.cursorOff(viewWidget)
+                pipeline.showDrag(self.drag)
+            return True
+
+        if self.drag is None or self.drag.viewWidget is not viewWidget:
+            return False
+
+        if eventId == vtk.vtkCommand.MouseMoveEvent:
+            self.drag.add(self.xyToRas(callerInteractor.GetEventPosition(), viewWidget))
+            pipeline.showDrag(self.drag)
+            return True
+
+        if eventId == vtk.vtkCommand.LeftButtonReleaseEvent:
+            drag, self.drag = self.drag, None
+            drag.add(self.xyToRas(callerInteractor.GetEventPosition(), viewWidget))
+            self.scriptedEffect.cursorOn(viewWidget)
+            pipeline.showDrag(None)
+            points = drag.points_ras
+            if drag.tool == "box" and len(points) >= 2:
+                self.prompt(lambda target, sliceNode: logic.setBox(target, sliceNode, points[0], points[-1]),
+                            viewWidget)
+            elif drag.tool in ("positive_stroke", "negative_stroke") and len(points) >= 2:
+                positive = drag.tool == "positive_stroke"
+                self.prompt(lambda target, sliceNode: logic.addStroke(target, sliceNode, points, positive),
+                            viewWidget)
+            return True
+        return False
+
+    def processViewNodeEvents(self, callerViewNode, eventId, viewWidget):
+        if callerViewNode and callerViewNode.IsA("vtkMRMLSliceNode"):
+            self.redrawView(viewWidget)
+            if self.scriptedEffect.parameterSetNode() is not None:
+                description = _logic().describeSlice(self.target(), callerViewNode)
+                if description and description != self.sliceDescription:
+                    self.sliceDescription = description
+                    _logic().showStatus(description)
+
+    def pipelineFor(self, viewWidget):
+        pipeline = self.pipelines.get(viewWidget)
+        if pipeline is None:
+            pipeline = _ViewPipeline(viewWidget)
+            for actor in pipeline.actors():
+                self.scriptedEffect.addActor2D(viewWidget, actor)
+            self.pipelines[viewWidget] = pipeline
+        return pipeline
+
+    def redraw(self):
+        for viewWidget in list(self.pipelines):
+            self.redrawView(viewWidget)
+
+    def redrawView(self, viewWidget):
+        pipeline = self.pipelines.get(viewWidget)
+        if pipeline is None or self.scriptedEffect.parameterSetNode() is None:
+            return
+        prompts = _logic().promptsFor(self.target(), viewWidget.sliceLogic().GetSliceNode())
+        pipeline.showPrompts(prompts)
+
+
+class _Drag:
+    """A box or scribble being drawn: its view, its tool and the world points so far."""
+
+    def __init__(self, viewWidget, tool, points_ras):
+        self.viewWidget = viewWidget
+        self.tool = tool
+        self.points_ras = [np.asarray(p, dtype=float) for p in points_ras]
+
+    def add(self, point_ras):
+        point_ras = np.asarray(point_ras, dtype=float)
+        if self.tool == "box":
+            self.points_ras = [self.points_ras[0], point_ras]
+        elif np.linalg.norm(point_ras - self.points_ras[-1]) > 0:
+            self.points_ras.append(point_ras)
+
+
+class _Layer:
+    """Marks of one colour in one view, kept in world (RAS) coordinates and drawn in the view's XY."""
+
+    def __init__(self, color, glyphs: bool):
+        self.polylines_ras = []
+        self.xyPoints = vtk.vtkPoints()
+        self.lines = vtk.vtkCellArray()
+        self.polyData = vtk.vtkPolyData()
+        self.polyData.SetPoints(self.xyPoints)
+        self.polyData.SetLines(self.lines)
+        self.mapper = vtk.vtkPolyDataMapper2D()
+        if glyphs:
+            self.glyphSource = vtk.vtkGlyphSource2D()
+            self.glyphSource.SetGlyphTypeToCircle()
+            self.glyphSource.SetResolution(16)
+            self.glyphSource.FilledOn()
+            self.glyphSource.SetScale(POINT_DIAMETER_PX)
+            self.glyph = vtk.vtkGlyph2D()
+            self.glyph.SetSourceConnection(self.glyphSource.GetOutputPort())
+            self.glyph.SetInputData(self.polyData)
+            self.mapper.SetInputConnection(self.glyph.GetOutputPort())
+        else:
+            self.mapper.SetInputData(self.polyData)
+        self.actor = vtk.vtkActor2D()
+        self.actor.SetMapper(self.mapper)
+        self.actor.GetProperty().SetColor(*color)
+        self.actor.GetProperty().SetLineWidth(LINE_WIDTH_PX)
+
+    def set(self, polylines_ras):
+        self.polylines_ras = [np.asarray(p, dtype=float).reshape(-1, 3) for p in polylines_ras]
+
+    def position(self, rasToXy):
+        self.xyPoints.Reset()
+        self.lines.Reset()
+        for polyline in self.polylines_ras:
+            ids = vtk.vtkIdList()
+            for point_ras in polyline:
+                xy = rasToXy.TransformPoint(point_ras.tolist())
+                ids.InsertNextId(self.xyPoints.InsertNextPoint(xy[0], xy[1], 0.0))
+            if ids.GetNumberOfIds() > 1:
+                self.lines.InsertNextCell(ids)
+        self.xyPoints.Modified()
+        self.lines.Modified()
+        self.polyData.Modified()
+
+
+class _ViewPipeline:
+    """The drawing of one slice view."""
+
+    def __init__(self, viewWidget):
+        self.viewWidget = viewWidget
+        self.positivePoints = _Layer(POSITIVE_COLOR, glyphs=True)
+        self.negativePoints = _Layer(NEGATIVE_COLOR, glyphs=True)
+        self.boxes = _Layer(BOX_COLOR, glyphs=False)
+        self.positiveStrokes = _Layer(POSITIVE_COLOR, glyphs=False)
+        self.negativeStrokes = _Layer(NEGATIVE_COLOR, glyphs=False)
+        self.dragLayer = _Layer(BOX_COLOR, glyphs=False)
+
+    def layers(self):
+        return (self.positivePoints, self.negativePoints, self.boxes, self.positiveStrokes, self.negativeStrokes,
+                self.dragLayer)
+
+    def actors(self):
+        return [layer.actor for layer in self.layers()]
+
+    def showPrompts(self, prompts):
+        """``prompts``: a SAMSegSlicer.PromptDisplay of the shown slice, or None to draw no prompt."""
+        self.positivePoints.set([[p] for p in prompts.positivePoints] if prompts else [])
+        self.negativePoints.set([[p] for p in prompts.negativePoints] if prompts else [])
+        self.boxes.set(prompts.boxes if prompts else [])
+        self.positiveStrokes.set(prompts.positiveStrokes if prompts else [])
+        self.negativeStrokes.set(prompts.negativeStrokes if prompts else [])
+        self.position()
+
+    def showDrag(self, drag):
+        """The rubber band of a box, or the scribble being drawn; None clears it."""
+        if drag is None:
+            self.dragLayer.set([])
+        else:
+            color = NEGATIVE_COLOR if drag.tool == "negative_stroke" else (
+                POSITIVE_COLOR if drag.tool == "positive_stroke" else BOX_COLOR)
+            self.dragLayer.actor.GetProperty().SetColor(*color)
+            self.dragLayer.set([self._rubberBand(drag) if drag.tool == "box" else drag.points_ras])
+        self.position()
+
+    def _rubberBand(self, drag):
+        """The box's outline in world coordinates: its corners in the view's XY, mapped back to RAS."""
+        sliceNode = self.viewWidget.sliceLogic().GetSliceNode()
+        xyToRas = sliceNode.GetXYToRAS()
+        rasToXy = vtk.vtkMatrix4x4()
+        vtk.vtkMatrix4x4.Invert(xyToRas, rasToXy)
+        start = rasToXy.MultiplyPoint([*drag.points_ras[0], 1.0])
+        end = rasToXy.MultiplyPoint([*drag.points_ras[-1], 1.0])
+        corners_xy = [(start[0], start[1]), (end[0], start[1]), (end[0], end[1]), (start[0], end[1]),
+                      (start[0], start[1])]
+        return [xyToRas.MultiplyPoint([x, y, start[2], 1.0])[:3] for x, y in corners_xy]
+
+    def position(self):
+        sliceNode = self.viewWidget.sliceLogic().GetSliceNode()
+        rasToXy = vtk.vtkTransform()
+        rasToXy.SetMatrix(sliceNode.GetXYToRAS())
+        rasToXy.Inverse()
+        for layer in self.layers():
+            layer.position(rasToXy)
+        self.viewWidget.sliceView().scheduleRender()
