@@ -17,6 +17,7 @@ import numpy as np
 
 from .engine import ModelPrompt, SliceEngine
 from .errors import InputError
+from .propagation import propagate_protocol
 
 LabelProgress = Callable[[str], None]
 
@@ -136,6 +137,7 @@ def box_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOption
 
 PROTOCOLS: dict[str, ProtocolFn] = {
     "box": box_protocol,
+    "propagate": propagate_protocol,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
@@ -53,7 +54,10 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def engine_from_args(args: argparse.Namespace, volume: Volume) -> SliceEngine:
+    """The command's engine; its worker thread is stopped at exit, after dropping cancelled prefetches
+    (a torch call still running in a daemon thread at interpreter exit aborts the process)."""
     engine = make_engine(volume, engine_options(args))
+    atexit.register(engine.worker.shutdown)
     report(f"model {engine.model.model_id} on {engine.model.device}; window {engine.window.describe()}")
     return engine
 

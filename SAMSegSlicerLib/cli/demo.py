@@ -1,4 +1,4 @@
-"""``samseg demo [IMAGE]``: one box on one slice, a label map and a PNG montage to look at."""
+"""``samseg demo [IMAGE]``: one box on one slice, carried through the volume; a label map and a PNG montage."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from ..engine import ModelPrompt
 from ..errors import DownloadError, InputError
 from ..overlay import spread_slices, write_montage
 from ..prompt_file import entry_to_slice
+from ..propagation import propagate
 from ..sample import SAMPLE_BOX_RAS, DemoCase, download_sample, phantom_case
 from ..volume import write_labelmap
 from .common import add_model_args, add_volume_args, engine_from_args, open_volume, report
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="segment an object from one box on a sample CT (or IMAGE)")
+    parser = subparsers.add_parser("demo", help="segment an organ from one box on a sample CT (or IMAGE) and "
+                                                "propagate it through the volume")
     parser.add_argument("image", nargs="?", help="a volume of your own (default: the public sample CT)")
     parser.add_argument("--box-ras", default=None, metavar="R0,A0,S0,R1,A1,S1",
                         help="box corners in RAS mm on one axial slice (default for IMAGE: the centre of its "
@@ -70,13 +72,22 @@ def run(args) -> int:
                            case.volume, "demo box")
     engine = engine_from_args(args, case.volume)
     prediction = engine.predict("axial", entry.index, ModelPrompt(box_rc=entry.box_rc))
+    if not prediction.mask_rc.any():
+        raise InputError(f"the box on axial slice {entry.index} gave an empty mask", case.what,
+                         "put the box around a visible object with --box-ras")
+    report(f"axial slice {entry.index}: {int(prediction.mask_rc.sum())} pixels from the box, model IoU estimate "
+           f"{prediction.iou:.2f}; propagating")
+    result = propagate(engine, {entry.index: prediction.mask_rc}, "axial")
     labels_kji = np.zeros(case.volume.voxels_kji.shape, dtype=np.uint8)
-    case.volume.axes("axial").stack(labels_kji)[entry.index][prediction.mask_rc] = 1
+    axes = case.volume.axes("axial")
+    axes.stack(labels_kji)[:] = result.stack(axes.n_slices, axes.slice_shape)
+    for stop in result.stops:
+        report(f"  chain {'up' if stop.direction > 0 else 'down'} from slice {stop.seed}: kept slices up to "
+               f"{stop.last}, stopped: {stop.reason}")
     out_dir.mkdir(parents=True, exist_ok=True)
     labels_path = write_labelmap(out_dir / "labels.nii.gz", labels_kji, case.volume)
+    filled = sorted(index for index, mask in result.masks.items() if mask.any())
     png_path = write_montage(out_dir / "overlay.png", case.volume, engine.window, labels_kji, "axial",
-                             spread_slices([entry.index], 9))
-    report(f"axial slice {entry.index}: {int(prediction.mask_rc.sum())} pixels, model IoU estimate "
-           f"{prediction.iou:.2f}")
-    print(f"wrote {labels_path} and {png_path}")
+                             spread_slices(filled, 9))
+    print(f"segmented {len(filled)} axial slices ({filled[0]}..{filled[-1]}); wrote {labels_path} and {png_path}")
     return 0

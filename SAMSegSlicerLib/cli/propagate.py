@@ -27,8 +27,9 @@ def register(subparsers) -> None:
                         help="propagate only this label of the seed map (default: every label in it)")
     parser.add_argument("--range", dest="index_range", default=None, metavar="Z0:Z1",
                         help="only predict slices Z0..Z1 (inclusive) of the axis")
-    parser.add_argument("--margin-mm", type=float, default=PropagationConfig.box_margin_mm[0],
-                        help="margin around the previous slice's mask for the next box (default %(default)s mm)")
+    parser.add_argument("--margins-mm", default=",".join(f"{m:g}" for m in PropagationConfig.box_margin_mm),
+                        help="margins around the previous slice's mask for the next slice's candidate boxes "
+                             "(default %(default)s mm)")
     add_model_args(parser)
     add_volume_args(parser)
     parser.set_defaults(handler=run)
@@ -45,12 +46,23 @@ def parse_range(text: str | None) -> tuple[int, int] | None:
     return lo, hi
 
 
+def parse_margins(text: str) -> tuple[float, ...]:
+    try:
+        margins = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        margins = ()
+    if not margins or min(margins) < 0:
+        raise InputError(f"--margins-mm must be millimetres >= 0 separated by commas, got {text!r}", None,
+                         "e.g. --margins-mm 3,6,9")
+    return margins
+
+
 def run(args) -> int:
     out = check_output_path(args.out)
     if not out.name.endswith(LABELMAP_SUFFIXES) or out.name.endswith(".mhd"):
         raise InputError("unsupported label map file type", str(out), "use .nii.gz, .nii, .nrrd, .seg.nrrd or .mha")
     index_range = parse_range(args.index_range)
-    config = PropagationConfig(box_margin_mm=(args.margin_mm,))
+    config = PropagationConfig(box_margin_mm=parse_margins(args.margins_mm))
     volume = open_volume(args.image)
     seeds_kji = read_labelmap(args.seed, volume)
     values = _label_values(seeds_kji, args.label_value, args.seed)
