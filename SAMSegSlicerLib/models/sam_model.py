@@ -336,4 +336,8 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto", d
     network, spec = _build_network(spec, state, path)
     if spec.arch == "litemedsam":
         _fuse_conv_bn(network.image_encoder)
+        if device == "cpu":
+            from .tinyvit_fast import fuse_mbconv_blocks
+
+            fuse_mbconv_blocks(network.image_encoder, precision)
     return SamModel(spec, network, device, precision, model_identity(spec, path, precision))
