@@ -64,7 +64,7 @@ from SAMSegSlicerLib.models import (  # noqa: E402
     resolve_spec,
 )
 from SAMSegSlicerLib.paths import embedding_cache_dir, model_dir  # noqa: E402
-from SAMSegSlicerLib.propagation import PropagationConfig, propagate  # noqa: E402
+from SAMSegSlicerLib.propagation import DIRECTIONS, PropagationConfig, propagate, propagation_range  # noqa: E402
 from SAMSegSlicerLib.session import AnnotationSession, ras_to_slice_rc, slice_for_view, slice_rc_to_ras  # noqa: E402
 from SAMSegSlicerLib.volume import Volume  # noqa: E402
 from SAMSegSlicerLib.window import WINDOW_CHOICES  # noqa: E402
@@ -72,7 +72,6 @@ from SAMSegSlicerLib.worker import CancelToken, TorchWorker  # noqa: E402
 
 EFFECT_NAME = "SAMSeg"
 TOOLS = ("positive_point", "negative_point", "box", "positive_stroke", "negative_stroke")
-DIRECTIONS = ("both", "forward", "backward", "between")
 # torch and torchvision come from the PyTorch extension (PyTorchUtils), as in pyproject.toml.
 TORCH_REQUIREMENT = ">=2.1"
 TORCHVISION_REQUIREMENT = ">=0.16"
@@ -931,9 +930,6 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
         annotation, view = self._resolveView(target, sliceNode)
         parameters = self.getParameterNode()
         direction = direction or parameters.propagationDirection
-        if direction not in DIRECTIONS:
-            raise InputError(f"unknown propagation direction {direction!r}", None,
-                             f"use one of {', '.join(DIRECTIONS)}")
         seedIndices = sorted({step.key.index for step in self._done if step.kind == "accept"
                               and step.key.segmentId == target.segmentId and step.key.axis == view.axis})
         if not seedIndices:
@@ -944,7 +940,7 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
             raise PromptError(f"the volume has a single {view.axis} slice", None, "there is nothing to propagate to")
         config = PropagationConfig(min_iou=parameters.minIou or None, min_overlap=parameters.minOverlap or None,
                                    max_growth=parameters.maxGrowth or None)
-        index_range = _propagationRange(seedIndices, direction, self._sliderSign(annotation.volume, view, sliceNode),
+        index_range = propagation_range(seedIndices, direction, self._sliderSign(annotation.volume, view, sliceNode),
                                         parameters.maxSlices, n_slices)
         options = self.engineOptions()
         cancel = self._newCancelToken()
@@ -1044,22 +1040,6 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
 def _boxOutline_rc(box_rc) -> list:
     r0, c0, r1, c1 = (float(v) for v in box_rc)
     return [(r0, c0), (r0, c1), (r1, c1), (r1, c0), (r0, c0)]
-
-
-def _propagationRange(seeds: list[int], direction: str, forward: int, maxSlices: int, n_slices: int):
-    """Inclusive slice range for :func:`propagate` from the accepted slices and the user's direction."""
-    low, high = seeds[0], seeds[-1]
-    reach_low = 0 if maxSlices == 0 else max(0, low - maxSlices)
-    reach_high = n_slices - 1 if maxSlices == 0 else min(n_slices - 1, high + maxSlices)
-    if direction == "between":
-        if len(seeds) < 2:
-            raise PromptError("'between' needs at least two accepted slices", None,
-                              "accept a second slice, or propagate in both directions")
-        return (low, high)
-    if direction == "both":
-        return (reach_low, reach_high)
-    up = (direction == "forward") == (forward > 0)
-    return (low, reach_high) if up else (reach_low, high)
 
 
 #

@@ -493,6 +493,36 @@ def _prefer(candidate: SliceResult, current: SliceResult, index: int, rule: str)
     return candidate.iou > current.iou
 
 
+DIRECTIONS = ("both", "forward", "backward", "between")
+
+
+def propagation_range(seeds: list[int], direction: str, forward_sign: int, max_slices: int,
+                      n_slices: int) -> tuple[int, int]:
+    """The inclusive slice range a GUI's propagation request covers.
+
+    ``direction``: ``both`` (away from the seeds both ways), ``forward``/``backward`` (the way the
+    view's slice slider goes up/down; ``forward_sign`` is +1 when the slice index grows that way),
+    or ``between`` (only between the first and the last seed).  ``max_slices`` bounds how far
+    beyond the seeds propagation may go (0: no bound).
+    """
+    if direction not in DIRECTIONS:
+        raise InputError(f"unknown propagation direction {direction!r}", None, f"use one of {', '.join(DIRECTIONS)}")
+    if not seeds:
+        raise InputError("no annotated slice to propagate from", None, "accept at least one slice first")
+    low, high = min(seeds), max(seeds)
+    reach_low = 0 if max_slices == 0 else max(0, low - max_slices)
+    reach_high = n_slices - 1 if max_slices == 0 else min(n_slices - 1, high + max_slices)
+    if direction == "between":
+        if len(set(seeds)) < 2:
+            raise InputError("'between' needs at least two annotated slices", None,
+                             "accept a second slice, or propagate in both directions")
+        return (low, high)
+    if direction == "both":
+        return (reach_low, reach_high)
+    up = (direction == "forward") == (forward_sign > 0)
+    return (low, reach_high) if up else (reach_low, high)
+
+
 def evenly_spread_seeds(truth_stack: np.ndarray, count: int) -> list[int]:
     """``count`` seed slices for a label: its largest slice for one seed; otherwise the slices at
     the centres of ``count`` equal parts of the label's extent (so every stretch is short)."""

@@ -283,3 +283,28 @@ def test_cli_propagate(capsys, tmp_path, data_dir, ct3mm, kidney):
         errors = [line for line in err.splitlines() if line.startswith("samseg: error:")]
         assert code == 2 and len(errors) == 1 and words in errors[0] and "Traceback" not in err
         assert not (tmp_path / "bad.nii.gz").exists()
+
+
+@pytest.mark.parametrize("direction, forward_sign, max_slices, expected", [
+    ("both", 1, 0, (0, 39)),
+    ("both", 1, 5, (5, 25)),
+    ("forward", 1, 0, (10, 39)),
+    ("forward", -1, 0, (0, 20)),
+    ("backward", 1, 3, (7, 20)),
+    ("between", 1, 0, (10, 20)),
+])
+def test_propagation_range_for_a_gui_request(direction, forward_sign, max_slices, expected):
+    from SAMSegSlicerLib.propagation import propagation_range
+
+    assert propagation_range([10, 20], direction, forward_sign, max_slices, 40) == expected
+
+
+def test_propagation_range_refuses_what_cannot_be_done():
+    from SAMSegSlicerLib.propagation import propagation_range
+
+    with pytest.raises(InputError, match="two annotated slices"):
+        propagation_range([10], "between", 1, 0, 40)
+    with pytest.raises(InputError, match="unknown propagation direction"):
+        propagation_range([10], "sideways", 1, 0, 40)
+    with pytest.raises(InputError, match="no annotated slice"):
+        propagation_range([], "both", 1, 0, 40)
