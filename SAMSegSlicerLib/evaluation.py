@@ -18,6 +18,7 @@ import numpy as np
 from .engine import ModelPrompt, SliceEngine
 from .errors import InputError
 from .propagation import propagate_protocol
+from .simulated_user import clicks_protocol, scribbles_protocol
 
 LabelProgress = Callable[[str], None]
 
@@ -137,6 +138,8 @@ def box_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOption
 
 PROTOCOLS: dict[str, ProtocolFn] = {
     "box": box_protocol,
+    "clicks": clicks_protocol,
+    "scribbles": scribbles_protocol,
     "propagate": propagate_protocol,
 }
 
