@@ -94,8 +94,9 @@ def entry_to_slice(entry: dict, frame: str, volume: Volume, where: str = "prompt
     if len(box):
         corners = every_rc[:2]
         box_rc = np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
-    n_pos = len(positive)
-    return PromptEntry(label, axis, index, box_rc, every_rc[2:2 + n_pos], every_rc[2 + n_pos:])
+    first_positive, first_negative = len(box), len(box) + len(positive)
+    return PromptEntry(label, axis, index, box_rc, every_rc[first_positive:first_negative],
+                       every_rc[first_negative:])
 
 
 def read_prompts(path: str, volume: Volume) -> list[PromptEntry]:

@@ -1,11 +1,14 @@
-"""``samseg segment IMAGE --prompts PROMPTS.json --out OUT``: masks from boxes and clicks on given slices."""
+"""``samseg segment IMAGE --prompts PROMPTS.json --out OUT``: masks from boxes and clicks on given slices.
+
+Each entry goes through an :class:`~..session.AnnotationSession` exactly as the same clicks in Slicer would
+(box first, then positive and negative clicks), and is accepted into the label map; a later entry overwrites
+an earlier one where they overlap.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..engine import ModelPrompt
 from ..prompt_file import read_prompts
+from ..session import AnnotationSession
 from ..volume import write_labelmap
 from .common import add_model_args, add_volume_args, check_output_path, engine_from_args, open_volume, report
 
@@ -25,16 +28,19 @@ def run(args) -> int:
     volume = open_volume(args.image)
     prompts = read_prompts(args.prompts, volume)
     engine = engine_from_args(args, volume)
-    labels_kji = np.zeros(volume.voxels_kji.shape, dtype=np.uint16)
+    session = AnnotationSession(engine)
     for entry in prompts:
-        points = np.concatenate([entry.positive_rc, entry.negative_rc])
-        point_labels = np.array([1] * len(entry.positive_rc) + [0] * len(entry.negative_rc))
-        prediction = engine.predict(entry.axis, entry.index, ModelPrompt(
-            points_rc=points if len(points) else None, point_labels=point_labels if len(points) else None,
-            box_rc=entry.box_rc))
-        volume.axes(entry.axis).stack(labels_kji)[entry.index][prediction.mask_rc] = entry.label
-        report(f"label {entry.label}: {entry.axis} slice {entry.index}: {int(prediction.mask_rc.sum())} pixels, "
-               f"model IoU estimate {prediction.iou:.2f}")
+        where = (entry.label, entry.axis, entry.index)
+        if entry.box_rc is not None:
+            session.set_box(*where, entry.box_rc)
+        for point_rc in entry.positive_rc:
+            session.add_point(*where, point_rc, positive=True)
+        for point_rc in entry.negative_rc:
+            session.add_point(*where, point_rc, positive=False)
+        mask_rc = session.candidate_mask(*where)
+        session.accept(*where)
+        report(f"label {entry.label}: {entry.axis} slice {entry.index}: {int(mask_rc.sum())} pixels")
+    labels_kji = session.labels_kji
     write_labelmap(out, labels_kji, volume)
     report(f"wrote {out}")
     return 0

@@ -59,6 +59,24 @@ def test_segment_from_ijk_and_ras_prompts_agree(capsys, tmp_path, data_dir, ct3m
     assert set(np.unique(results[0])) == {0, 5} and (results[0] > 0).sum() == predicted.sum()
 
 
+def test_segment_from_one_click_on_a_box_only_model(capsys, tmp_path, data_dir, ct3mm):
+    from scipy import ndimage
+
+    axes = ct3mm.axes("axial")
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(data_dir / "ct_abdomen_3mm" / "labels.nii.gz")))
+    spleen_rc = axes.stack(labels == 1)[107]
+    depth = ndimage.distance_transform_edt(spleen_rc)
+    inner_rc = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    click_ijk = axes.rc_to_ijk(107, [inner_rc]).tolist()
+    (tmp_path / "click.json").write_text(json.dumps({"prompts": [{"label": 1, "positive": click_ijk}]}))
+    out = tmp_path / "click.nii.gz"
+    code, _, err = _run(capsys, "segment", data_dir / "ct_abdomen_3mm" / "image.nii.gz",
+                        "--prompts", tmp_path / "click.json", "--out", out)
+    assert code == 0, err
+    predicted = axes.stack(sitk.GetArrayFromImage(sitk.ReadImage(str(out))) == 1)[107]
+    assert 2 * (predicted & spleen_rc).sum() / (predicted.sum() + spleen_rc.sum()) > 0.8
+
+
 def test_evaluate_box_writes_json_and_reuses_the_disk_cache(capsys, tmp_path, data_dir):
     args = ["evaluate", data_dir / "ct_abdomen_small" / "image.nii.gz",
             data_dir / "ct_abdomen_small" / "labels.nii.gz", "--labels", "2", "--protocol", "box",
