@@ -213,10 +213,9 @@ class SamModel:
             self.dense_pe = self.prompt_encoder.get_dense_pe()
         self.embedding_size = tuple(self.prompt_encoder.image_embedding_size)
         self.low_res_size = tuple(4 * s for s in self.embedding_size)
-        # A learned assist.PromptAdapter swapped into the prompt encoder (None: stock), and the
-        # stock tensors it replaced; see assist.set_prompt_adapter.
+        # A learned prompt adapter (SAM^assist, not landed yet): None means the stock prompt encoder;
+        # prompts.py then uses the click-to-box proposals for box-only models.
         self.prompt_adapter = None
-        self.stock_prompt_table = None
 
     @property
     def input_size(self) -> int:
