@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+
 from ..errors import ModelError
+
+MALLOC_TUNING_ENV = "SAMSEG_MALLOC_TUNING"
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
@@ -53,3 +59,23 @@ def choose_precision(device: str, requested: str = "auto") -> str:
     if device == "cpu":
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "fp32"
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks of up to 64 MiB for reuse instead of handing them back to
+    the system (``mallopt`` M_MMAP_THRESHOLD 64 MiB, M_TRIM_THRESHOLD 256 MiB).
+
+    Each CPU decode allocates and frees a few tensors of several MB; handed back, their pages
+    fault in again on the next click, which cost about a quarter of a 3-box decode here
+    (``Testing/benchmarks/bench_session.py`` with ``SAMSEG_MALLOC_TUNING=0`` for comparison).
+    The price is that the process keeps its peak heap.  Linux/glibc only; set
+    ``SAMSEG_MALLOC_TUNING=0`` to leave the allocator alone.  Returns whether it was applied.
+    """
+    if os.environ.get(MALLOC_TUNING_ENV, "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 64 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))

@@ -49,9 +49,15 @@ def test_candidate_boxes_decode_like_single_boxes(engine_ct3mm, liver):
     box = bbox_rc(truth)
     boxes = np.stack([box, box + [3, 3, -3, -3], box + [-4, -4, 4, 4]])
     together = engine_ct3mm.predict_many("axial", index, ModelPrompt(), boxes)
+    model = engine_ct3mm.model
+    info = model.resize_info(truth.shape)
     for candidate, box_rc in zip(together, boxes):
         alone = engine_ct3mm.predict("axial", index, ModelPrompt(box_rc=box_rc))
-        assert np.allclose(candidate.low_res_logits, alone.low_res_logits, atol=1e-3)
+        # Masks are upscaled in the tokens around the boxes only (all three boxes: their union).
+        row0, row1, col0, col1 = (4 * v for v in model.token_region(info.box_rc_to_xyxy(box_rc), None))
+        assert np.allclose(candidate.low_res_logits[row0:row1, col0:col1],
+                           alone.low_res_logits[row0:row1, col0:col1], atol=1e-3)
+        assert np.array_equal(candidate.mask_rc, alone.mask_rc)
         assert candidate.iou == pytest.approx(alone.iou, abs=1e-4)
 
 
@@ -72,6 +78,49 @@ def test_fast_decoder_equals_stock_decoder(engine_ct3mm, liver, with_mask, multi
                                                    dense if with_mask else None, multimask)
     assert torch.allclose(fast_masks, stock_masks, atol=2e-3)
     assert torch.allclose(fast_iou, stock_iou, atol=1e-4)
+
+
+def test_region_decode_equals_full_decode_inside_and_is_lower_outside(engine_ct3mm, liver):
+    index, truth = liver
+    model = engine_ct3mm.model
+    info = model.resize_info(truth.shape)
+    context = model.image_context(engine_ct3mm.embedding("axial", index))
+    box_xyxy = info.box_rc_to_xyxy(bbox_rc(truth))
+    with torch.inference_mode():
+        sparse, _ = model.prompt_encoder(points=None, boxes=torch.as_tensor(box_xyxy), masks=None)
+        region = model.token_region(box_xyxy, None)
+        full, full_iou = fast_decoder.decode(model.decoder, context, sparse)
+        cropped, cropped_iou = fast_decoder.decode(model.decoder, context, sparse, region=region)
+    row0, row1, col0, col1 = (v * model.low_res_size[0] // model.embedding_size[0] for v in region)
+    assert (row1 - row0) * (col1 - col0) < 0.5 * full[0, 0].numel()
+    assert torch.equal(cropped[..., row0:row1, col0:col1], full[..., row0:row1, col0:col1])
+    outside = torch.ones_like(full, dtype=torch.bool)
+    outside[..., row0:row1, col0:col1] = False
+    assert (cropped[outside] <= cropped[~outside].min()).all()
+    assert not (full[outside] > 0).any()  # the stock mask has nothing there either
+    assert torch.equal(cropped_iou, full_iou)
+
+
+def test_bf16_decoder_gives_the_float32_mask(engine_ct3mm, liver):
+    index, truth = liver
+    model = engine_ct3mm.model
+    if model.decoder is model.mask_decoder:
+        pytest.skip("this CPU has no native bfloat16: the decoder runs in float32")
+    assert model.decoder.iou_token.weight.dtype == torch.bfloat16
+    assert model.mask_decoder.iou_token.weight.dtype == torch.float32
+    info = model.resize_info(truth.shape)
+    embedding = engine_ct3mm.embedding("axial", index)
+    box_xyxy = info.box_rc_to_xyxy(bbox_rc(truth))
+    with torch.inference_mode():
+        sparse, _ = model.prompt_encoder(points=None, boxes=torch.as_tensor(box_xyxy), masks=None)
+        masks = {}
+        for decoder in (model.decoder, model.mask_decoder):
+            context = fast_decoder.image_context(decoder, model.prompt_encoder, model.dense_pe,
+                                                 torch.from_numpy(embedding.astype(np.float32))[None])
+            masks[decoder] = fast_decoder.decode(decoder, context, sparse)[0][0, 0] > 0
+    low, high = masks[model.decoder], masks[model.mask_decoder]
+    assert high.sum() > 500
+    assert 2 * (low & high).sum() / (low.sum() + high.sum()) > 0.995
 
 
 @pytest.mark.parametrize("prompt, message", [

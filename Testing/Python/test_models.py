@@ -10,6 +10,7 @@ import torch
 
 from SAMSegSlicerLib.errors import DownloadError, ModelError
 from SAMSegSlicerLib.models import MODEL_SPECS, checkpoint_path, load_model, resolve_spec
+from SAMSegSlicerLib.models.device import MALLOC_TUNING_ENV, keep_freed_memory
 from SAMSegSlicerLib.models.download import file_digest
 from SAMSegSlicerLib.models.sam_model import SamArchitecture, build_sam_from_architecture
 
@@ -131,3 +132,12 @@ def test_device_choice():
             choose_device("cuda")
     assert choose_precision("cpu", "fp32") == "fp32"
     assert choose_precision("cpu") in ("fp32", "bf16")
+
+
+def test_allocator_tuning_applies_on_linux_and_can_be_switched_off(monkeypatch):
+    import sys
+
+    monkeypatch.setenv(MALLOC_TUNING_ENV, "0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv(MALLOC_TUNING_ENV)
+    assert keep_freed_memory() is sys.platform.startswith("linux")

@@ -103,11 +103,12 @@ def run_users(engine, truths, clicks: int, repeats: int):
                         if region is None:
                             break
                         kind = ("first " if step == 0 else "corrective ") + ("stroke" if strokes else "click")
+                        where_rc = medial_path(region) if strokes else interior_point(region)  # the user, not timed
                         started = time.perf_counter()
                         if strokes:
-                            session.add_stroke(segment, AXIS, index, medial_path(region), positive)
+                            session.add_stroke(segment, AXIS, index, where_rc, positive)
                         else:
-                            session.add_point(segment, AXIS, index, interior_point(region), positive)
+                            session.add_point(segment, AXIS, index, where_rc, positive)
                         latencies.setdefault(kind, []).append(1000 * (time.perf_counter() - started))
                         decodes.setdefault(kind, []).append(session.candidate(segment, AXIS, index).decodes)
                 started = time.perf_counter()
