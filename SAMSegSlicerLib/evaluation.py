@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .assist import assisted
 from .engine import ModelPrompt, SliceEngine
 from .errors import InputError
 from .propagation import propagate_protocol
@@ -168,7 +169,10 @@ def run_evaluation(engine: SliceEngine, labels_kji: np.ndarray, label_values: li
         if progress:
             progress(f"label {value}: {protocol} on {len(slices)} {options.axis} slices")
         label_started = time.perf_counter()
-        outcome = PROTOCOLS[protocol](engine, truth_kji, options)
+        run_protocol = PROTOCOLS[protocol]
+        if options.assist_slices or options.adapter is not None:
+            run_protocol = assisted(run_protocol)
+        outcome = run_protocol(engine, truth_kji, options)
         scope = outcome.evaluated_kji
         score = dice(outcome.prediction_kji, truth_kji) if scope is None else \
             dice(outcome.prediction_kji[scope], truth_kji[scope])

@@ -206,7 +206,9 @@ class PromptPolicy:
     Box sizes are in millimetres so that they mean the same on a 0.8 mm and a 3 mm slice.
 
     * ``click_half_sizes_mm``: half side lengths of the squares proposed around a first click;
-      ``click_extra_half_sizes_mm``: extra (half height, half width) rectangles.
+      ``click_extra_half_sizes_mm``: extra (half height, half width) rectangles.  While a
+      learned prompt adapter that knows the structure's size is in use (``assist.py``), the
+      proposals are instead rectangles of that size times each of ``assist_click_scales``.
     * ``stroke_margins_mm``: margins added around a first positive stroke's bounding box.
     * ``grow_factors`` / ``shrink_factors``: a corrective prompt's *reach* is how far its
       pixels lie from the mask's edge (a click in a miss: the distance to the mask; in a false
@@ -230,8 +232,9 @@ class PromptPolicy:
       the evidence points sampled from it for scoring.
     """
 
-    click_half_sizes_mm: tuple[float, ...] = (10.0, 16.0, 25.0, 40.0, 63.0)
+    click_half_sizes_mm: tuple[float, ...] = (10.0, 18.0, 32.0, 56.0)
     click_extra_half_sizes_mm: tuple[tuple[float, float], ...] = ()
+    assist_click_scales: tuple[float, ...] = (0.6, 0.8, 1.0, 1.25)
     stroke_margins_mm: tuple[float, ...] = (3.0, 8.0, 15.0)
     grow_factors: tuple[float, ...] = (1.0, 2.0, 3.0)
     shrink_factors: tuple[float, ...] = (1.0, 2.0)
@@ -360,12 +363,15 @@ def _grow(points_rc: np.ndarray, half_rows: float, half_cols: float) -> tuple[fl
     return (low[0] - half_rows, low[1] - half_cols, high[0] + half_rows, high[1] + half_cols)
 
 
-def first_boxes(prompt: Point | Stroke, policy: PromptPolicy, spacing_rc) -> np.ndarray:
-    """Proposals for a slice's first positive prompt: boxes centred on a click, or a stroke's
-    bounding box grown by each margin."""
+def first_boxes(prompt: Point | Stroke, policy: PromptPolicy, spacing_rc,
+                structure_half_mm: tuple[float, float] | None = None) -> np.ndarray:
+    """Proposals for a slice's first positive prompt: boxes centred on a click (of the
+    structure's size when it is known), or a stroke's bounding box grown by each margin."""
     mm_r, mm_c = spacing_rc
     points_rc = np.asarray([prompt.point_rc]) if isinstance(prompt, Point) else prompt.array_rc
-    if isinstance(prompt, Point):
+    if isinstance(prompt, Point) and structure_half_mm is not None:
+        sizes = [(s * structure_half_mm[0], s * structure_half_mm[1]) for s in policy.assist_click_scales]
+    elif isinstance(prompt, Point):
         sizes = [(h, h) for h in policy.click_half_sizes_mm] + list(policy.click_extra_half_sizes_mm)
     else:
         sizes = [(m, m) for m in policy.stroke_margins_mm]
@@ -456,7 +462,8 @@ def _decode_box_only(engine: SliceEngine, axis: str, index: int, prompts: SliceP
             raise PromptError("a negative prompt needs a result to correct", None,
                               "place a positive point, a positive stroke or a box on the slice first")
         spacing_rc = engine.volume.axes(axis).spacing_rc(engine.volume.spacing_ijk)
-        boxes = first_boxes(latest, policy, spacing_rc)
+        adapter = engine.model.prompt_adapter
+        boxes = first_boxes(latest, policy, spacing_rc, None if adapter is None else adapter.box_half_mm)
     else:
         pixels = prompt_pixels(latest, shape_rc)
         spacing_rc = engine.volume.axes(axis).spacing_rc(engine.volume.spacing_ijk)
@@ -469,8 +476,11 @@ def _decode_box_only(engine: SliceEngine, axis: str, index: int, prompts: SliceP
         edited = local_edit(previous.mask_rc, pixels, latest.positive, edit_reach)
     boxes = _clip_boxes(boxes, shape_rc)
     logits = previous.low_res_logits.copy() if previous is not None and policy.box_only_previous_logits else None
-    # With a learned prompt adapter (assist.py) every proposal also carries the clicks and strokes as points.
-    points = point_model_prompt(prompts, None, policy) if engine.model.prompt_adapter is not None else ModelPrompt()
+    # With a learned prompt adapter (assist.py) a first click's proposals also carry the clicks
+    # as points; the winner then stands for the box around its mask, which corrections adjust
+    # as they do without an adapter.
+    assisted_first = engine.model.prompt_adapter is not None and previous is None and isinstance(latest, Point)
+    points = point_model_prompt(prompts, None, policy) if assisted_first else ModelPrompt()
     model_prompt = ModelPrompt(points.points_rc, points.point_labels, mask_logits=logits)
     predictions = engine.predict_many(axis, index, model_prompt, boxes) if len(boxes) else []
     options = [(p.mask_rc, p.iou, p.low_res_logits, _box_tuple(box)) for p, box in zip(predictions, boxes)]
@@ -491,6 +501,9 @@ def _decode_box_only(engine: SliceEngine, axis: str, index: int, prompts: SliceP
     mask, iou, logits, box_rc = max(options, key=score)
     if policy.enforce_latest and edited is not None and mask is not edited:
         mask = local_edit(mask, pixels, latest.positive, edit_reach)
+    if assisted_first and mask.any():
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box_rc = (float(rows[0]), float(cols[0]), float(rows[-1]), float(cols[-1]))
     return Candidate(mask, float(iou), logits, box_rc, decodes=len(predictions))
 
 

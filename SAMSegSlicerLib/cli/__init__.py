@@ -11,9 +11,9 @@ import sys
 import warnings
 
 from ..errors import Cancelled, SamSegError
-from . import demo, embed, evaluate, info, models, propagate, segment
+from . import assist, demo, embed, evaluate, info, models, propagate, segment
 
-COMMANDS = [demo, models, info, embed, segment, propagate, evaluate]
+COMMANDS = [demo, models, info, embed, segment, propagate, evaluate, assist]
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..assist import load_adapter
 from ..errors import InputError
 from ..evaluation import PROTOCOLS, EvalOptions, check_label_values, run_evaluation
 from ..volume import read_labelmap
@@ -27,6 +28,10 @@ def register(subparsers) -> None:
     parser.add_argument("--jitter", type=float, default=0.0, help="box protocol: move each box edge up to PX pixels")
     parser.add_argument("--seed-slices", type=int, default=1, help="propagate protocol: seed slices per label")
     parser.add_argument("--random-seed", type=int, default=0, help="seed of the simulated user's randomness")
+    parser.add_argument("--assist-slices", type=int, default=0,
+                        help="SAM^assist: per label, learn prompts from K slices around its median slice and "
+                             "evaluate on the other slices (default 0: off)")
+    parser.add_argument("--adapter", default=None, help="use this learned prompt adapter (samseg assist learn)")
     parser.add_argument("--json", default=None, help="write the report as JSON here")
     add_model_args(parser)
     add_volume_args(parser)
@@ -38,13 +43,18 @@ def run(args) -> int:
     for flag, value in (("--clicks", args.clicks), ("--seed-slices", args.seed_slices)):
         if value < 1:
             raise InputError(f"{flag} must be at least 1, got {value}", None, f"e.g. {flag} 3")
+    if args.assist_slices < 0 or (args.assist_slices and args.adapter):
+        raise InputError("--assist-slices must be a positive count, and not given with --adapter", None,
+                         "e.g. --assist-slices 2, or --adapter FILE alone")
+    adapter = load_adapter(args.adapter) if args.adapter else None
     values = parse_int_list(args.label_values, "labels")
     volume = open_volume(args.image)
     labels_kji = read_labelmap(args.labels, volume)
     check_label_values(labels_kji, values)
     engine = engine_from_args(args, volume)
     options = EvalOptions(axis=args.axis, clicks=args.clicks, jitter_px=args.jitter,
-                          seed=args.random_seed, seed_slices=args.seed_slices)
+                          seed=args.random_seed, seed_slices=args.seed_slices,
+                          assist_slices=args.assist_slices, adapter=adapter)
     evaluation = run_evaluation(engine, labels_kji, values, args.protocol, options, report)
     print(evaluation.table())
     if json_out:
