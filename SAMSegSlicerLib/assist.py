@@ -21,8 +21,9 @@ Training reuses the slices' cached image embeddings and the decoder's per-slice
 :class:`~.models.fast_decoder.ImageContext`.  Every step decodes, in one batch, one prompt
 per training slice sampled from its mask as SAM^Med samples them -- positive points uniform /
 central (weighted by the squared distance to the border) / on the border, 1..N positives and
-0..M negatives, boxes jittered within ``[-d_in, +d_out]``, or squares around the first click as
-the session proposes them -- and minimises Dice + BCE on the decoder's low-resolution logits
+0..M negatives, boxes jittered within ``[-d_in, +d_out]``, or rectangles of the structure's
+size around the first click as the session proposes them while the adapter is in use -- and
+minimises Dice + BCE on the decoder's low-resolution logits
 with Adam.  With three or more annotated slices the last is held back and the table with the
 lowest loss on it is kept (early stopping).
 
@@ -49,6 +50,7 @@ from scipy import ndimage
 
 from .engine import SliceEngine
 from .errors import InputError, ModelError
+from .geometry import bbox_rc
 from .models.sam_model import ResizeInfo, SamModel
 from .volume import atomic_write
 from .worker import CancelToken
@@ -300,8 +302,7 @@ def _prepare(mask_rc: np.ndarray, index: int, info: ResizeInfo, low_res_rc: tupl
     inside = np.argwhere(mask)
     weight = distance[mask] ** 2
     boundary = np.argwhere(mask & (distance <= 1.5))
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    box = np.array([rows[0], cols[0], rows[-1], cols[-1]], dtype=np.float32)
+    box = bbox_rc(mask)
     reach = max(3, int(round(0.25 * max(box[2] - box[0] + 1, box[3] - box[1] + 1))))
     near = ndimage.binary_dilation(mask, iterations=reach) & ~mask
     outside = np.argwhere(near)
@@ -563,11 +564,8 @@ def _learn(engine: SliceEngine, slices: list[AnnotatedSlice], kinds: tuple[str, 
 
 def structure_half_mm(masks_rc: Sequence[np.ndarray], spacing_rc: tuple[float, float]) -> tuple[float, float]:
     """Mean half height and width, in mm, of the masks' bounding boxes."""
-    halves = []
-    for mask in masks_rc:
-        rows, cols = np.flatnonzero(np.any(mask, axis=1)), np.flatnonzero(np.any(mask, axis=0))
-        halves.append(((rows[-1] - rows[0] + 1) * spacing_rc[0] / 2, (cols[-1] - cols[0] + 1) * spacing_rc[1] / 2))
-    half = np.mean(halves, axis=0)
+    boxes = np.array([bbox_rc(np.asarray(mask)) for mask in masks_rc], dtype=np.float64)
+    half = np.mean((boxes[:, 2:] - boxes[:, :2] + 1) * np.asarray(spacing_rc) / 2, axis=0)
     return (round(float(half[0]), 3), round(float(half[1]), 3))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .assist import assisted
 from .engine import ModelPrompt, SliceEngine
 from .errors import InputError
+from .geometry import bbox_rc
 from .propagation import propagate_protocol
 from .simulated_user import clicks_protocol, scribbles_protocol
 
@@ -103,13 +104,6 @@ def label_slices(truth_stack: np.ndarray) -> list[int]:
 
 def largest_slice(truth_stack: np.ndarray) -> int:
     return int(np.argmax(truth_stack.reshape(truth_stack.shape[0], -1).sum(axis=1)))
-
-
-def bbox_rc(mask_rc: np.ndarray) -> np.ndarray:
-    """Inclusive (row_min, col_min, row_max, col_max) of a non-empty 2-D mask."""
-    rows = np.flatnonzero(mask_rc.any(axis=1))
-    cols = np.flatnonzero(mask_rc.any(axis=0))
-    return np.array([rows[0], cols[0], rows[-1], cols[-1]], dtype=np.float32)
 
 
 def jitter_box(box_rc: np.ndarray, jitter_px: float, shape_rc: tuple[int, int],

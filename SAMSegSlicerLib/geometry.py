@@ -204,3 +204,10 @@ def view_plane_to_slice(
     if not 0 <= index < shape_ijk[voxel_axis]:
         return ViewSlice(None, None, f"the view is outside the volume ({axis} slice {index})")
     return ViewSlice(axis, index)
+
+
+def bbox_rc(mask_rc: np.ndarray) -> np.ndarray:
+    """Inclusive (row_min, col_min, row_max, col_max) of a non-empty 2-D mask."""
+    rows = np.flatnonzero(mask_rc.any(axis=1))
+    cols = np.flatnonzero(mask_rc.any(axis=0))
+    return np.array([rows[0], cols[0], rows[-1], cols[-1]], dtype=np.float32)

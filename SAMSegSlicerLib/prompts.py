@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from .engine import ModelPrompt
 from .errors import PromptError
+from .geometry import bbox_rc
 
 if TYPE_CHECKING:
     from .engine import SliceEngine
@@ -502,8 +503,7 @@ def _decode_box_only(engine: SliceEngine, axis: str, index: int, prompts: SliceP
     if policy.enforce_latest and edited is not None and mask is not edited:
         mask = local_edit(mask, pixels, latest.positive, edit_reach)
     if assisted_first and mask.any():
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        box_rc = (float(rows[0]), float(cols[0]), float(rows[-1]), float(cols[-1]))
+        box_rc = _box_tuple(bbox_rc(mask))
     return Candidate(mask, float(iou), logits, box_rc, decodes=len(predictions))
 
 

@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from .engine import ModelPrompt, Prediction, SliceEngine
 from .errors import InputError
+from .geometry import bbox_rc
 from .worker import CancelToken
 
 if TYPE_CHECKING:
@@ -381,13 +382,12 @@ def _step(run: _Run, state: _State, index: int, reference: tuple[float, float]) 
 
 
 def _box_around(mask: np.ndarray, margin_mm: float, spacing_rc) -> np.ndarray:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
+    row0, col0, row1, col1 = (float(v) for v in bbox_rc(mask))
     margin_r = margin_mm / spacing_rc[0]
     margin_c = margin_mm / spacing_rc[1]
     n_rows, n_cols = mask.shape
-    return np.array([max(0.0, rows[0] - margin_r), max(0.0, cols[0] - margin_c),
-                     min(n_rows - 1.0, rows[-1] + margin_r), min(n_cols - 1.0, cols[-1] + margin_c)])
+    return np.array([max(0.0, row0 - margin_r), max(0.0, col0 - margin_c),
+                     min(n_rows - 1.0, row1 + margin_r), min(n_cols - 1.0, col1 + margin_c)])
 
 
 def _points(state: _State, voxels: np.ndarray, config: PropagationConfig, spacing_rc):
@@ -537,7 +537,7 @@ def evenly_spread_seeds(truth_stack: np.ndarray, count: int) -> list[int]:
 def propagate_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions) -> ProtocolOutcome:
     """``samseg evaluate --protocol propagate``: K seed slices per label (``options.seed_slices``),
     each segmented by the model from an oracle box, then propagated with the default settings."""
-    from .evaluation import ProtocolOutcome, bbox_rc, label_slices
+    from .evaluation import ProtocolOutcome, label_slices
 
     axes = engine.volume.axes(options.axis)
     truth = axes.stack(truth_kji)
