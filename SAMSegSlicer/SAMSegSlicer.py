@@ -4,8 +4,9 @@ This module is glue only.  Everything it does is a call into ``SAMSegSlicerLib``
 tested with pytest); here slice views and clicks become Lib calls and Lib results become segments.
 
 * Torch work (model loading, encoding, decoding, propagation) runs on one persistent worker
-  thread (``SAMSegSlicerLib.worker.TorchWorker``).  Results come back as futures that a
-  ``qt.QTimer`` polls on the main thread, the only thread that touches MRML, Qt and VTK.
+  thread, the Lib's ``shared_worker()`` (one OpenMP team: see ``SAMSegSlicerLib.worker``).
+  Results come back as futures that a ``qt.QTimer`` polls on the main thread, the only thread
+  that touches MRML, Qt and VTK.
 * Clicks arrive through the "SAMSeg" Segment Editor effect (``SegmentEditorSAMSegLib``), which
   also writes accepted masks with the Segment Editor's undoable, mask- and overwrite-aware calls.
 * The Lib (``SAMSegSlicerLib``) is installed next to this module like Slicer's ``DICOMLib``; in a
@@ -68,7 +69,7 @@ from SAMSegSlicerLib.propagation import DIRECTIONS, PropagationConfig, propagate
 from SAMSegSlicerLib.session import AnnotationSession, ras_to_slice_rc, slice_for_view, slice_rc_to_ras  # noqa: E402
 from SAMSegSlicerLib.volume import Volume  # noqa: E402
 from SAMSegSlicerLib.window import WINDOW_CHOICES  # noqa: E402
-from SAMSegSlicerLib.worker import CancelToken, TorchWorker  # noqa: E402
+from SAMSegSlicerLib.worker import CancelToken, TorchWorker, shared_worker  # noqa: E402
 
 EFFECT_NAME = "SAMSeg"
 TOOLS = ("positive_point", "negative_point", "box", "positive_stroke", "negative_stroke")
@@ -549,7 +550,7 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
     # --- the worker -----------------------------------------------------------------------------
     def _workerThread(self) -> TorchWorker:
         if self._worker is None:
-            self._worker = TorchWorker("samseg-slicer")
+            self._worker = shared_worker()
         return self._worker
 
     def _submit(self, fn: Callable, onDone: Callable, edit: bool = False) -> Future:

@@ -360,11 +360,8 @@ class _Trainer:
         self.model = model
         self.stock = torch.from_numpy(stock_table(model.prompt_encoder)).to(model.device)
         self.table = self.stock.clone().requires_grad_(True)
-        from .models import fast_decoder
-
         with torch.no_grad():
             self.dense_pe = model.prompt_encoder.get_dense_pe().clone()
-            self.tables = fast_decoder.position_tables(model.mask_decoder, self.dense_pe)
 
     def context(self, embedding: np.ndarray):
         import torch
@@ -374,7 +371,7 @@ class _Trainer:
         with torch.no_grad():
             tensor = torch.from_numpy(np.array(embedding, dtype=np.float32)).to(self.model.device)
             return fast_decoder.image_context(self.model.mask_decoder, self.model.prompt_encoder, self.dense_pe,
-                                              tensor.reshape(1, *tensor.shape[-3:]), self.tables)
+                                              tensor.reshape(1, *tensor.shape[-3:]))
 
     def sparse(self, coords_xy, rows):
         """Sparse prompt tokens (B, N, C) for model-frame coordinates and table rows (B, N), computed
@@ -479,14 +476,14 @@ def _stack_contexts(contexts: list, repeats: int):
     """Several slices' :class:`~.models.fast_decoder.ImageContext` as one batch, each repeated ``repeats`` times."""
     import torch
 
-    from .models.fast_decoder import ImageContext, ImageSide
+    from .models.fast_decoder import ImageContext, ProjectedImage
 
     def stack(tensors):
         return torch.cat(list(tensors)).repeat_interleave(repeats, dim=0)
 
-    first = ImageSide(**{name: stack(getattr(c.first, name) for c in contexts) for name in ("k", "v", "q", "base")})
-    return ImageContext(stack(c.image_tokens for c in contexts), stack(c.keys for c in contexts),
-                        contexts[0].tables, first, contexts[0].size_hw)
+    first = ProjectedImage(**{name: stack(getattr(c.first, name) for c in contexts)
+                              for name in ("k", "v", "q", "base")})
+    return ImageContext(stack(c.image_tokens for c in contexts), contexts[0].pe, first, contexts[0].size_hw)
 
 
 def _learn(engine: SliceEngine, slices: list[AnnotatedSlice], kinds: tuple[str, ...], options: LearnOptions,

@@ -21,7 +21,7 @@ from .errors import Cancelled, PromptError
 from .models import SamModel
 from .volume import Volume
 from .window import IntensityWindow
-from .worker import BACKGROUND, CancelToken, TorchWorker
+from .worker import BACKGROUND, CancelToken, TorchWorker, shared_worker
 
 if TYPE_CHECKING:
     from .models.fast_decoder import ImageContext
@@ -85,7 +85,7 @@ class SliceEngine:
         self.volume = volume
         self.window = window
         self.cache = cache if cache is not None else EmbeddingCache()
-        self.worker = worker if worker is not None else TorchWorker()
+        self.worker = worker if worker is not None else shared_worker()
         self.batch_size = max(1, int(batch_size))
         self.stats = EngineStats()
         self._contexts: OrderedDict[CacheKey, ImageContext] = OrderedDict()

@@ -13,7 +13,7 @@ from .models.sam_model import SamModel
 from .paths import embedding_cache_dir
 from .volume import Volume
 from .window import resolve_window
-from .worker import TorchWorker
+from .worker import TorchWorker, shared_worker
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,13 @@ class EngineOptions:
     cache_memory_bytes: int = DEFAULT_MEMORY_BYTES
 
 
-def open_model(options: EngineOptions, download: bool = True, progress: Progress | None = None) -> SamModel:
+def open_model(options: EngineOptions, download: bool = True, progress: Progress | None = None,
+               worker: TorchWorker | None = None) -> SamModel:
+    """Resolve, verify and load the model on the torch thread (``worker``, default the shared one)."""
     spec = resolve_spec(options.model, options.checkpoint, options.arch)
-    return load_model(spec, options.device, options.precision, download=download, progress=progress)
+    worker = worker if worker is not None else shared_worker()
+    return worker.run(lambda: load_model(spec, options.device, options.precision, download=download,
+                                         progress=progress))
 
 
 def make_cache(options: EngineOptions) -> EmbeddingCache:
@@ -48,6 +52,7 @@ def make_cache(options: EngineOptions) -> EmbeddingCache:
 def make_engine(volume: Volume, options: EngineOptions, model: SamModel | None = None,
                 cache: EmbeddingCache | None = None, worker: TorchWorker | None = None) -> SliceEngine:
     """An engine for ``volume``; pass ``model``/``cache``/``worker`` to share them between volumes."""
-    model = model if model is not None else open_model(options)
+    worker = worker if worker is not None else shared_worker()
+    model = model if model is not None else open_model(options, worker=worker)
     window = resolve_window(options.window, volume.voxels_kji, volume.modality)
     return SliceEngine(model, volume, window, cache if cache is not None else make_cache(options), worker)

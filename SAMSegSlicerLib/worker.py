@@ -1,8 +1,15 @@
 """One persistent thread that owns the model, and cancel tokens for long operations.
 
-All torch work (encoding, decoding, propagation, learning) runs on the worker thread: cuDNN
-and oneDNN plans are per thread, and a GUI stays responsive while the worker is busy.
-Interactive requests jump ahead of queued background work (prefetching).
+All torch work (loading, encoding, decoding, propagation, learning) runs on one worker thread,
+:func:`shared_worker`: cuDNN and oneDNN plans are per thread, and a GUI stays responsive while
+the worker is busy.  Interactive requests jump ahead of queued background work (prefetching).
+
+One thread, not one per engine: on the CPU every thread that runs a parallel torch operation
+keeps its own OpenMP team, and once a process's teams hold more threads than there are cores,
+GNU OpenMP (torch's) stops spinning between parallel regions and every small operation pays a
+thread wake-up: on a 2-core machine a 3-box decode took twice as long, on either thread, once a
+single matrix product had run on a second thread.  So models load on this thread too
+(``factory.open_model``), and nothing else should run torch.
 """
 
 from __future__ import annotations
@@ -38,12 +45,26 @@ class CancelToken:
             raise Cancelled("cancelled")
 
 
+_shared: TorchWorker | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_worker() -> TorchWorker:
+    """The process's torch thread (started on first use), shared by every engine and model load."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.alive:
+            _shared = TorchWorker()
+        return _shared
+
+
 class TorchWorker:
     """A single daemon thread running submitted calls, interactive ones first."""
 
     def __init__(self, name: str = "samseg-torch"):
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
+        self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -61,6 +82,10 @@ class TorchWorker:
                 future.set_exception(error)
 
     @property
+    def alive(self) -> bool:
+        return not self._stopping and self._thread.is_alive()
+
+    @property
     def on_worker_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
@@ -76,6 +101,7 @@ class TorchWorker:
         return self.submit(fn).result()
 
     def shutdown(self) -> None:
+        self._stopping = True
         self._queue.put((BACKGROUND + 1, next(self._order), None))
         if not self.on_worker_thread:
             self._thread.join(timeout=5)

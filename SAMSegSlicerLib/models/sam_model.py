@@ -220,11 +220,8 @@ class SamModel:
         self.channels_last = self.device.type == "cpu" and spec.arch == "litemedsam"
         if self.channels_last:
             self.image_encoder.to(memory_format=torch.channels_last)
-        from . import fast_decoder
-
         with torch.inference_mode():
             self.dense_pe = self.prompt_encoder.get_dense_pe()
-            self.position_tables = fast_decoder.position_tables(self.decoder, self.dense_pe)
         self.embedding_size = tuple(self.prompt_encoder.image_embedding_size)
         self.low_res_size = tuple(4 * s for s in self.embedding_size)
         # A learned assist.PromptAdapter whose embeddings replace the stock prompt tokens in
@@ -286,7 +283,7 @@ class SamModel:
         with torch.inference_mode():
             tensor = torch.from_numpy(np.array(embedding, dtype=np.float32)).to(self.device)
             return fast_decoder.image_context(self.decoder, self.prompt_encoder, self.dense_pe,
-                                              tensor.reshape(1, *tensor.shape[-3:]), self.position_tables)
+                                              tensor.reshape(1, *tensor.shape[-3:]))
 
     def decode(self, context, points_xy: np.ndarray | None = None,
                point_labels: np.ndarray | None = None, boxes_xyxy: np.ndarray | None = None,
@@ -319,9 +316,11 @@ class SamModel:
             sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=masks)
             if self.prompt_adapter is not None:
                 sparse = self.prompt_adapter.adjust(self.prompt_encoder, sparse, points, boxes is not None)
-            region = None if boxes_xyxy is None else self.token_region(boxes_xyxy, points_xy)
+            regions = None
+            if boxes_xyxy is not None:
+                regions = [self.token_region(box, points_xy) for box in np.asarray(boxes_xyxy).reshape(-1, 4)]
             return fast_decoder.decode(self.decoder, context, sparse, dense if masks is not None else None,
-                                       multimask, region)
+                                       multimask, regions)
 
     def token_region(self, boxes_xyxy: np.ndarray, points_xy: np.ndarray | None) -> tuple[int, int, int, int]:
         """The part (row0, row1, col0, col1) of the embedding's token grid that holds every box

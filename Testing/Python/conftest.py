@@ -11,7 +11,7 @@ import pytest
 from SAMSegSlicerLib.cache import EmbeddingCache
 from SAMSegSlicerLib.factory import EngineOptions, make_cache, make_engine, open_model
 from SAMSegSlicerLib.volume import read_labelmap, read_volume
-from SAMSegSlicerLib.worker import TorchWorker
+from SAMSegSlicerLib.worker import shared_worker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,9 +36,8 @@ def model():
 
 @pytest.fixture(scope="session")
 def worker():
-    torch_worker = TorchWorker()
-    yield torch_worker
-    torch_worker.shutdown()
+    """The process's one torch thread, as the application uses it (see ``SAMSegSlicerLib.worker``)."""
+    return shared_worker()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -47,35 +48,39 @@ def test_decoding_never_reencodes(engine_ct3mm, liver):
 def test_candidate_boxes_decode_like_single_boxes(engine_ct3mm, liver):
     index, truth = liver
     box = bbox_rc(truth)
-    boxes = np.stack([box, box + [3, 3, -3, -3], box + [-4, -4, 4, 4]])
+    half = (box[2:] - box[:2]) / 2
+    boxes = np.stack([box, box + [3, 3, -3, -3], box + [-4, -4, 4, 4], box + np.r_[half, -half] * 0.6])
     together = engine_ct3mm.predict_many("axial", index, ModelPrompt(), boxes)
-    model = engine_ct3mm.model
-    info = model.resize_info(truth.shape)
     for candidate, box_rc in zip(together, boxes):
         alone = engine_ct3mm.predict("axial", index, ModelPrompt(box_rc=box_rc))
-        # Masks are upscaled in the tokens around the boxes only (all three boxes: their union).
-        row0, row1, col0, col1 = (4 * v for v in model.token_region(info.box_rc_to_xyxy(box_rc), None))
-        assert np.allclose(candidate.low_res_logits[row0:row1, col0:col1],
-                           alone.low_res_logits[row0:row1, col0:col1], atol=1e-3)
+        # Each box's mask is upscaled in its own token region, in a batch as alone.
+        assert np.allclose(candidate.low_res_logits, alone.low_res_logits, atol=1e-3)
         assert np.array_equal(candidate.mask_rc, alone.mask_rc)
         assert candidate.iou == pytest.approx(alone.iou, abs=1e-4)
 
 
-@pytest.mark.parametrize("with_mask, multimask", [(False, False), (True, False), (False, True)])
-def test_fast_decoder_equals_stock_decoder(engine_ct3mm, liver, with_mask, multimask):
+@pytest.mark.parametrize("with_mask, multimask, n_points", [(False, False, 1), (True, False, 1), (False, True, 1),
+                                                            (False, False, 12), (True, False, 12)])
+def test_fast_decoder_equals_stock_decoder(engine_ct3mm, liver, with_mask, multimask, n_points):
+    """Also with more prompt tokens than the attention's head channels (12 points: 19 tokens),
+    where image-to-token attention projects its output after the weighted sum."""
     index, truth = liver
     model = engine_ct3mm.model
     embedding = torch.from_numpy(engine_ct3mm.embedding("axial", index).astype(np.float32))[None]
     info = model.resize_info(truth.shape)
-    with torch.inference_mode():
+
+    @torch.inference_mode()
+    def decode_both():
         boxes = torch.as_tensor(info.box_rc_to_xyxy(bbox_rc(truth)))
-        points = (torch.as_tensor(info.rc_to_xy([[40, 30]]))[None], torch.tensor([[1]]))
+        points_rc = [[40 + 7 * n, 30 + 5 * n] for n in range(n_points)]
+        points = (torch.as_tensor(info.rc_to_xy(points_rc))[None], torch.tensor([[1, 0] * (n_points // 2) or [1]]))
         masks = torch.randn(1, 1, *model.low_res_size) if with_mask else None
         sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        stock_masks, stock_iou = model.mask_decoder(embedding, model.dense_pe, sparse, dense, multimask)
         context = fast_decoder.image_context(model.mask_decoder, model.prompt_encoder, model.dense_pe, embedding)
-        fast_masks, fast_iou = fast_decoder.decode(model.mask_decoder, context, sparse,
-                                                   dense if with_mask else None, multimask)
+        return (*model.mask_decoder(embedding, model.dense_pe, sparse, dense, multimask),
+                *fast_decoder.decode(model.mask_decoder, context, sparse, dense if with_mask else None, multimask))
+
+    stock_masks, stock_iou, fast_masks, fast_iou = engine_ct3mm.worker.run(decode_both)
     assert torch.allclose(fast_masks, stock_masks, atol=2e-3)
     assert torch.allclose(fast_iou, stock_iou, atol=1e-4)
 
@@ -86,11 +91,15 @@ def test_region_decode_equals_full_decode_inside_and_is_lower_outside(engine_ct3
     info = model.resize_info(truth.shape)
     context = model.image_context(engine_ct3mm.embedding("axial", index))
     box_xyxy = info.box_rc_to_xyxy(bbox_rc(truth))
-    with torch.inference_mode():
+    region = model.token_region(box_xyxy, None)
+
+    @torch.inference_mode()
+    def decode_both():
         sparse, _ = model.prompt_encoder(points=None, boxes=torch.as_tensor(box_xyxy), masks=None)
-        region = model.token_region(box_xyxy, None)
-        full, full_iou = fast_decoder.decode(model.decoder, context, sparse)
-        cropped, cropped_iou = fast_decoder.decode(model.decoder, context, sparse, region=region)
+        return (*fast_decoder.decode(model.decoder, context, sparse),
+                *fast_decoder.decode(model.decoder, context, sparse, regions=[region]))
+
+    full, full_iou, cropped, cropped_iou = engine_ct3mm.worker.run(decode_both)
     row0, row1, col0, col1 = (v * model.low_res_size[0] // model.embedding_size[0] for v in region)
     assert (row1 - row0) * (col1 - col0) < 0.5 * full[0, 0].numel()
     assert torch.equal(cropped[..., row0:row1, col0:col1], full[..., row0:row1, col0:col1])
@@ -111,16 +120,31 @@ def test_bf16_decoder_gives_the_float32_mask(engine_ct3mm, liver):
     info = model.resize_info(truth.shape)
     embedding = engine_ct3mm.embedding("axial", index)
     box_xyxy = info.box_rc_to_xyxy(bbox_rc(truth))
-    with torch.inference_mode():
+
+    @torch.inference_mode()
+    def mask(decoder):
         sparse, _ = model.prompt_encoder(points=None, boxes=torch.as_tensor(box_xyxy), masks=None)
-        masks = {}
-        for decoder in (model.decoder, model.mask_decoder):
-            context = fast_decoder.image_context(decoder, model.prompt_encoder, model.dense_pe,
-                                                 torch.from_numpy(embedding.astype(np.float32))[None])
-            masks[decoder] = fast_decoder.decode(decoder, context, sparse)[0][0, 0] > 0
-    low, high = masks[model.decoder], masks[model.mask_decoder]
+        context = fast_decoder.image_context(decoder, model.prompt_encoder, model.dense_pe,
+                                             torch.from_numpy(embedding.astype(np.float32))[None])
+        return fast_decoder.decode(decoder, context, sparse)[0][0, 0] > 0
+
+    low, high = (engine_ct3mm.worker.run(lambda decoder=decoder: mask(decoder))
+                 for decoder in (model.decoder, model.mask_decoder))
     assert high.sum() > 500
     assert 2 * (low & high).sum() / (low.sum() + high.sum()) > 0.995
+
+
+def test_models_load_and_engines_run_on_the_one_shared_torch_thread(monkeypatch, engine_ct3mm):
+    from SAMSegSlicerLib import factory
+    from SAMSegSlicerLib.worker import shared_worker
+
+    threads = []
+    monkeypatch.setattr(factory, "load_model", lambda *args, **kwargs: threads.append(threading.current_thread()))
+    factory.open_model(factory.EngineOptions())
+    assert threads == [shared_worker().run(threading.current_thread)]
+    assert shared_worker() is shared_worker()
+    assert engine_ct3mm.worker is shared_worker()
+    assert SliceEngine(engine_ct3mm.model, engine_ct3mm.volume, engine_ct3mm.window).worker is shared_worker()
 
 
 @pytest.mark.parametrize("prompt, message", [

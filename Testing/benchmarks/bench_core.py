@@ -123,10 +123,12 @@ class Ours:
         from SAMSegSlicerLib.cache import EmbeddingCache
         from SAMSegSlicerLib.engine import SliceEngine
         from SAMSegSlicerLib.models import load_model, resolve_spec
+        from SAMSegSlicerLib.worker import shared_worker
 
         self.batch_option = {} if batch is None else {"batch_size": batch}
         self.volume, window = open_volume(TIMING_IMAGE)
-        self.model = load_model(resolve_spec(None), precision=precision)
+        # On the engine's torch thread, as the application loads it (see SAMSegSlicerLib.worker).
+        self.model = shared_worker().run(lambda: load_model(resolve_spec(None), precision=precision))
         self.engine = SliceEngine(self.model, self.volume, window, EmbeddingCache(), **self.batch_option)
 
     def describe(self) -> dict:
