@@ -53,6 +53,7 @@ def _ensureLibImportable() -> None:
 
 _ensureLibImportable()
 
+from SAMSegSlicerLib.assist import AnnotatedSlice, learn_prompts, set_prompt_adapter  # noqa: E402
 from SAMSegSlicerLib.errors import Cancelled, InputError, PromptError, SamSegError  # noqa: E402
 from SAMSegSlicerLib.factory import EngineOptions, make_cache, make_engine  # noqa: E402
 from SAMSegSlicerLib.geometry import AXES, ViewSlice, slice_axes  # noqa: E402
@@ -352,6 +353,9 @@ class _Annotation:
         self.volume = volume
         self.adapter: _SessionAdapter | None = None
         self.labels: dict[str, int] = {}
+        # Prompt embeddings learned from a segment's accepted slices (SAM^assist), by Lib label;
+        # written on the worker thread only.
+        self.learnedPrompts: dict = {}
 
     def label(self, segmentId: str) -> int:
         """The Lib's integer label for a Slicer segment ID."""
@@ -714,6 +718,7 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
             if not encodedBefore:
                 self._setProgress(0, 0, f"Encoding {view.axis} slice {view.index}")
             accepted = adapter.candidate(label, view.axis, view.index) if accepting else None
+            set_prompt_adapter(adapter.engine.model, annotation.learnedPrompts.get(label))
             started = time.perf_counter()
             action(adapter, label)
             seconds = time.perf_counter() - started
@@ -933,11 +938,7 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
         annotation, view = self._resolveView(target, sliceNode)
         parameters = self.getParameterNode()
         direction = direction or parameters.propagationDirection
-        seedIndices = sorted({step.key.index for step in self._done if step.kind == "accept"
-                              and step.key.segmentId == target.segmentId and step.key.axis == view.axis})
-        if not seedIndices:
-            raise PromptError(f"no accepted {view.axis} slice in this segment", None,
-                              "accept at least one slice on this axis before propagating")
+        seedIndices = self._acceptedIndices(target, view.axis, "before propagating")
         n_slices = annotation.volume.axes(view.axis).n_slices
         if n_slices < 2:
             raise PromptError(f"the volume has a single {view.axis} slice", None, "there is nothing to propagate to")
@@ -972,6 +973,67 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
             self._changed()
 
         return self._submit(job, done, edit=True)
+
+    def _acceptedIndices(self, target: AnnotationTarget, axis: str, purpose: str) -> list[int]:
+        """The slices of the segment accepted on ``axis`` (and not undone)."""
+        indices = sorted({step.key.index for step in self._done if step.kind == "accept"
+                          and step.key.segmentId == target.segmentId and step.key.axis == axis})
+        if not indices:
+            raise PromptError(f"no accepted {axis} slice in this segment", None,
+                              f"accept at least one slice on this axis {purpose}")
+        return indices
+
+    # --- SAM^assist -----------------------------------------------------------------------------
+    def learnPrompts(self, target: AnnotationTarget, sliceNode=None) -> Future:
+        """Learn prompt embeddings for the segment from its slices accepted on the axis of ``sliceNode``
+        (the last prompted view by default): ``SAMSegSlicerLib.assist.learn_prompts``, on the worker,
+        with progress and cancel.  From then on clicks and strokes on this segment use them; other
+        segments, boxes and propagation keep the stock model."""
+        sliceNode = sliceNode or self.lastSliceNode
+        if sliceNode is None:
+            raise PromptError("no view to learn from", None, "accept a slice in a slice view first")
+        annotation, view = self._resolveView(target, sliceNode)
+        indices = self._acceptedIndices(target, view.axis, "to learn from")
+        options = self.engineOptions()
+        cancel = self._newCancelToken()
+        label = annotation.label(target.segmentId)
+
+        def job() -> int:
+            adapter = self._adapterFor(annotation, options, cancel)
+            slices = [AnnotatedSlice(view.axis, index, adapter.committed(label, view.axis, index)) for index in indices]
+
+            def progressed(step: int, steps: int) -> None:
+                self._setProgress(step, steps, f"Learning prompts from {len(slices)} {view.axis} slices")
+
+            annotation.learnedPrompts[label] = learn_prompts(adapter.engine, slices, progress=progressed,
+                                                             cancel=cancel)
+            return len(slices)
+
+        def done(count: int) -> None:
+            self.showStatus(f"Learned prompts from {count} accepted {view.axis} slices: "
+                            "clicks and strokes on this segment use them now.")
+            self._changed()
+
+        return self._submit(job, done)
+
+    def forgetLearnedPrompts(self, target: AnnotationTarget) -> Future:
+        """Switch the segment back to the stock prompt embeddings."""
+        annotation = self._annotationFor(target.volumeNode)
+        label = annotation.label(target.segmentId)
+
+        def job() -> bool:
+            return annotation.learnedPrompts.pop(label, None) is not None
+
+        def done(forgotten: bool) -> None:
+            self.showStatus("Forgot the prompts learned for this segment." if forgotten
+                            else "This segment has no learned prompts.")
+            self._changed()
+
+        return self._submit(job, done)
+
+    def hasLearnedPrompts(self, target: AnnotationTarget) -> bool:
+        annotation = self._annotationFor(target.volumeNode)
+        return annotation.label(target.segmentId) in annotation.learnedPrompts
 
     @staticmethod
     def _sliderSign(volume: Volume, view: ViewSlice, sliceNode) -> int:
@@ -1096,6 +1158,8 @@ class SAMSegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.redoButton.connect("clicked()", lambda: self.run(lambda target: self.logic.redo()))
         self.ui.propagateButton.connect("clicked()", lambda: self.run(self.logic.propagate))
         self.ui.preEncodeButton.connect("clicked()", lambda: self.run(self.logic.preEncode))
+        self.ui.learnPromptsButton.connect("clicked()", lambda: self.run(self.logic.learnPrompts))
+        self.ui.forgetPromptsButton.connect("clicked()", lambda: self.run(self.logic.forgetLearnedPrompts))
         self.ui.cancelButton.connect("clicked()", self.logic.cancel)
         self.ui.progressBar.setVisible(False)
         self.ui.cancelButton.setVisible(False)
