@@ -147,6 +147,21 @@ def test_models_load_and_engines_run_on_the_one_shared_torch_thread(monkeypatch,
     assert SliceEngine(engine_ct3mm.model, engine_ct3mm.volume, engine_ct3mm.window).worker is shared_worker()
 
 
+def test_the_shared_torch_thread_restarts_after_a_shutdown(monkeypatch):
+    from SAMSegSlicerLib import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_shared", None)  # the session's worker stays untouched
+    first = worker_module.shared_worker()
+    assert worker_module.shared_worker() is first
+    assert first.run(threading.current_thread) is not threading.current_thread()
+    first.shutdown()
+    assert not first.alive
+    second = worker_module.shared_worker()
+    assert second is not first and second.alive
+    assert second.run(lambda: 6 * 7) == 42
+    second.shutdown()
+
+
 @pytest.mark.parametrize("prompt, message", [
     (ModelPrompt(), "no prompt"),
     (ModelPrompt(points_rc=np.array([[500.0, 3.0]]), point_labels=np.array([1])), "outside"),
