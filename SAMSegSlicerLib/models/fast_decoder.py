@@ -72,6 +72,10 @@ class RawImage:
     tokens: torch.Tensor   # (B, HW, C)
     with_pe: torch.Tensor  # (B, HW, C) the tokens plus the image positional encoding
 
+    @classmethod
+    def of(cls, tokens: torch.Tensor, pe: torch.Tensor) -> RawImage:
+        return cls(tokens, tokens + pe)
+
     def token_to_image(self, attention, q_tok: torch.Tensor, heads: int) -> torch.Tensor:
         """Token queries (B, t, C) over the image: head h's scores are ``(q_h W_k,h) (x + pe)^T``
         (the key bias adds a constant to each query's scores, which the softmax over the image
@@ -220,7 +224,7 @@ def decode(mask_decoder, context: ImageContext, sparse: torch.Tensor, dense: tor
     upscaled there only (the upscaling is token-wise, so the values there are exactly the
     stock ones) and hold that area's lowest logit elsewhere.  Upscaling the whole grid costs
     more than the rest of the decoder, and a box-prompted mask does not reach a token beyond
-    the box (see the models README).
+    the box (measured: see the README, *Latency*).
     """
     transformer = mask_decoder.transformer
     heads = transformer.num_heads
@@ -232,15 +236,12 @@ def decode(mask_decoder, context: ImageContext, sparse: torch.Tensor, dense: tor
     if dense is None:
         image = context.first
     else:
-        keys = context.image_tokens + dense.to(dtype).flatten(2).transpose(1, 2)
-        image = RawImage(keys, keys + context.pe)
-    queries = tokens
-    for n, block in enumerate(transformer.layers):
-        if n:
-            image = RawImage(keys, keys + context.pe)
-        queries, keys = _block(block, heads, queries, tokens, image)
-    final = RawImage(keys, keys + context.pe).token_to_image(transformer.final_attn_token_to_image,
-                                                              queries + tokens, heads)
+        image = RawImage.of(context.image_tokens + dense.to(dtype).flatten(2).transpose(1, 2), context.pe)
+    queries, keys = _block(transformer.layers[0], heads, tokens, tokens, image)
+    for block in transformer.layers[1:]:
+        queries, keys = _block(block, heads, queries, tokens, RawImage.of(keys, context.pe))
+    final = RawImage.of(keys, context.pe).token_to_image(transformer.final_attn_token_to_image,
+                                                          queries + tokens, heads)
     queries = transformer.norm_final_attn(queries + final)
 
     wanted = range(1, mask_decoder.num_mask_tokens) if multimask else range(0, 1)
