@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .geometry import AXES, SliceAxes, apply_affine, slice_axes
+from .geometry import AXES, SliceAxes, apply_affine, check_axis, slice_axes
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 DICOM_MODALITY_TAG = "0008|0060"
@@ -38,6 +38,7 @@ class Volume:
         if self.voxels_kji.ndim != 3:
             raise InputError(f"expected a 3-D voxel array, got {self.voxels_kji.ndim}-D", self.source or None)
         self.voxels_kji.setflags(write=False)
+        self.ijk_to_ras.setflags(write=False)  # the content hash and the slice axes are computed once
 
     @property
     def shape_ijk(self) -> tuple[int, int, int]:
@@ -57,8 +58,14 @@ class Volume:
         digest.update(np.round(np.asarray(self.ijk_to_ras, dtype=float), 6).tobytes())
         return digest.hexdigest()
 
+    @cached_property
+    def _slice_axes(self) -> dict[str, SliceAxes]:
+        return {axis: slice_axes(self.ijk_to_ras, self.shape_ijk, axis) for axis in AXES}
+
     def axes(self, axis: str) -> SliceAxes:
-        return slice_axes(self.ijk_to_ras, self.shape_ijk, axis)
+        """The :class:`SliceAxes` of ``axis`` (computed once: a session asks for them on every prompt)."""
+        check_axis(axis)
+        return self._slice_axes[axis]
 
     def ras_to_ijk(self, point_ras: np.ndarray) -> np.ndarray:
         return apply_affine(np.linalg.inv(self.ijk_to_ras), point_ras)
