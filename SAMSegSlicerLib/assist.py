@@ -52,7 +52,7 @@ from .engine import SliceEngine
 from .errors import InputError, ModelError
 from .geometry import bbox_rc
 from .models.sam_model import ResizeInfo, SamModel
-from .volume import atomic_write
+from .output import write_bytes
 from .worker import CancelToken
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps planned)
@@ -230,7 +230,7 @@ def save_adapter(adapter: PromptAdapter, path: str | Path) -> Path:
         "checksum": adapter.checksum,
     }
     data = save({"table": np.ascontiguousarray(adapter.table, "<f4")}, metadata=metadata)
-    return atomic_write(Path(path), lambda tmp_path: tmp_path.write_bytes(data))
+    return write_bytes(path, data)
 
 
 def load_adapter(path: str | Path) -> PromptAdapter:

@@ -29,6 +29,10 @@ class InputError(SamSegError):
     """An image, label map, prompt file or argument that cannot be used."""
 
 
+class OutputError(SamSegError):
+    """An output that cannot or must not be written (an input, a read-only folder, a full disk...)."""
+
+
 class PromptError(SamSegError):
     """A prompt that cannot be applied (outside the slice, degenerate box, empty stroke...)."""
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
-from .volume import Volume, atomic_write
+from .output import write_bytes
+from .volume import Volume
 from .window import IntensityWindow
 
 PALETTE = np.array([(230, 60, 60), (60, 200, 90), (70, 130, 240), (240, 200, 40), (200, 80, 220),
@@ -56,4 +58,6 @@ def write_montage(path: str | Path, volume: Volume, window: IntensityWindow, lab
     sheet = Image.new("RGB", (columns * width, rows * height))
     for n, tile in enumerate(tiles):
         sheet.paste(tile, ((n % columns) * width, (n // columns) * height))
-    return atomic_write(Path(path), lambda tmp_path: sheet.save(tmp_path, format="PNG"))
+    png = io.BytesIO()
+    sheet.save(png, format="PNG")
+    return write_bytes(path, png.getvalue())

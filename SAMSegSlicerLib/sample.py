@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DownloadError
+from .errors import DownloadError, OutputError
 from .models.download import CHUNK, checksum_matches
+from .output import write_verified
 from .paths import sample_data_dir
-from .volume import Volume, atomic_write
+from .volume import Volume
 
 SAMPLE_URL = "https://github.com/wasserth/TotalSegmentator/raw/master/tests/reference_files/example_ct.nii.gz"
 SAMPLE_FILE = "totalsegmentator_example_ct.nii.gz"
@@ -43,17 +44,21 @@ def download_sample(timeout_s: float = 30.0) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def write_to(tmp_path: Path) -> None:
-        with urllib.request.urlopen(SAMPLE_URL, timeout=timeout_s) as response, open(tmp_path, "wb") as out:
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-        if not checksum_matches(tmp_path, SAMPLE_CHECKSUM):
-            raise DownloadError("the sample CT does not match its checksum", SAMPLE_URL, "try again later")
+        try:
+            with urllib.request.urlopen(SAMPLE_URL, timeout=timeout_s) as response, open(tmp_path, "wb") as out:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    out.write(block)
+        except (urllib.error.URLError, TimeoutError) as error:
+            raise DownloadError(f"could not download the sample CT ({getattr(error, 'reason', error)})", SAMPLE_URL,
+                                "check the network") from None
+
+    def problem_with(tmp_path: Path) -> str | None:
+        return None if checksum_matches(tmp_path, SAMPLE_CHECKSUM) else "the sample CT does not match its checksum"
 
     try:
-        return atomic_write(target, write_to)
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        raise DownloadError(f"could not download the sample CT ({getattr(error, 'reason', error)})", SAMPLE_URL,
-                            "check the network") from None
+        return write_verified(target, write_to, problem_with)
+    except OutputError as error:
+        raise DownloadError(f"could not store the sample CT ({error.what})", str(target), "try again later") from None
 
 
 def phantom_ct(shape_kji: tuple[int, int, int] = (48, 128, 128), spacing_mm: float = 3.0,

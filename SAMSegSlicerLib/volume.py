@@ -6,17 +6,21 @@ The voxel array is never modified after loading (it is made read-only); intensit
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import math
 import os
-import tempfile
+import struct
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OutputError
 from .geometry import AXES, SliceAxes, apply_affine, check_axis, slice_axes
+from .output import write_verified
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 DICOM_MODALITY_TAG = "0008|0060"
@@ -203,6 +207,69 @@ def _first_line(error: Exception) -> str:
     return text[-1].strip()[:160] if text else type(error).__name__
 
 
+NIFTI_LAYOUTS = {  # sizeof_hdr: (dim format and offset, bitpix offset, pixdim format and offset, vox_offset format)
+    348: ("8h", 40, 72, "8f", 76, ("f", 108)),
+    540: ("8q", 16, 14, "8d", 104, ("q", 168)),
+}
+READ_CHUNK = 1 << 22
+
+
+def check_file_header(path: Path) -> None:
+    """What SimpleITK lets through: a NIfTI file shorter than its header promises (read as garbage or
+    zeros), NIfTI ``pixdim`` or MetaImage ``ElementSpacing`` <= 0 (read as 1 mm or as its magnitude)."""
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        _check_nifti(path, compressed=name.endswith(".gz"))
+    elif name.endswith((".mha", ".mhd")):
+        _check_metaimage_spacing(path)
+
+
+def _check_nifti(path: Path, compressed: bool) -> None:
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(540)
+            stored = len(header) + sum(len(chunk) for chunk in iter(lambda: stream.read(READ_CHUNK), b""))
+    except gzip.BadGzipFile:
+        return  # not gzip at all: SimpleITK says what it is not
+    except (EOFError, OSError, zlib.error):
+        raise InputError("NIfTI file is truncated or damaged (its compressed data ends early)", str(path),
+                         "copy or export the file again") from None
+    layout = next(((endian, NIFTI_LAYOUTS[size]) for endian in "<>" for size in NIFTI_LAYOUTS
+                   if len(header) >= 4 and struct.unpack(endian + "i", header[:4])[0] == size), None)
+    if layout is None or len(header) < 348:
+        return  # no NIfTI header: SimpleITK says what it is not
+    endian, (dim_format, dim_at, bitpix_at, pixdim_format, pixdim_at, (offset_format, offset_at)) = layout
+    dim = struct.unpack_from(endian + dim_format, header, dim_at)
+    bitpix = struct.unpack_from(endian + "h", header, bitpix_at)[0]
+    pixdim = struct.unpack_from(endian + pixdim_format, header, pixdim_at)
+    vox_offset = int(struct.unpack_from(endian + offset_format, header, offset_at)[0])
+    n_dims = min(max(int(dim[0]), 0), 7)
+    for axis in range(1, min(n_dims, 3) + 1):
+        if not (math.isfinite(pixdim[axis]) and pixdim[axis] > 0):
+            raise InputError(f"NIfTI header field pixdim[{axis}] (voxel size) is {pixdim[axis]:g}", str(path),
+                             "fix the voxel size in the file's header (it must be a positive number of mm)")
+    expected = math.prod(max(int(n), 1) for n in dim[1:n_dims + 1]) * max(int(bitpix), 0) // 8
+    if stored < vox_offset + expected:
+        raise InputError(f"NIfTI file is truncated ({stored - vox_offset} of {expected} voxel bytes)", str(path),
+                         "copy or export the file again")
+
+
+def _check_metaimage_spacing(path: Path) -> None:
+    with open(path, "rb") as stream:
+        header = stream.read(READ_CHUNK).split(b"ElementDataFile", 1)[0].decode("latin-1")
+    for line in header.splitlines():
+        field, _, value = line.partition("=")
+        if field.strip() in ("ElementSpacing", "ElementSize"):
+            try:
+                sizes = [float(v) for v in value.split()]
+            except ValueError:
+                sizes = [math.nan]
+            if not all(math.isfinite(v) and v > 0 for v in sizes):
+                raise InputError(f"MetaImage header field {field.strip()} is {value.strip()!r}", str(path),
+                                 "fix the voxel size in the file's header (positive numbers of mm)")
+
+
 def read_image(path: str | os.PathLike):
     """Read any supported file or DICOM folder as a SimpleITK image; errors name the file."""
     sitk = _sitk()
@@ -213,6 +280,7 @@ def read_image(path: str | os.PathLike):
     if path.is_dir():
         image, modality, notes = _read_dicom_folder(path)
     else:
+        check_file_header(path)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError:
@@ -284,8 +352,9 @@ def resample_nearest(array_kji: np.ndarray, ijk_to_ras: np.ndarray, reference: V
 
 
 def labelmap_dtype(labels_kji: np.ndarray) -> np.dtype:
-    top = int(labels_kji.max()) if labels_kji.size else 0
-    return np.dtype(np.uint8) if top < 256 else np.dtype(np.uint16)
+    """The smallest integer type that holds every label value (never one that would wrap them)."""
+    low, high = (int(labels_kji.min()), int(labels_kji.max())) if labels_kji.size else (0, 0)
+    return np.result_type(np.min_scalar_type(low), np.min_scalar_type(high))
 
 
 def _image_on_grid(array_kji: np.ndarray, reference: Volume):
@@ -299,24 +368,8 @@ def _image_on_grid(array_kji: np.ndarray, reference: Volume):
     return image
 
 
-def atomic_write(path: Path, write_to) -> Path:
-    """Run ``write_to(tmp_path)`` then rename over ``path``; nothing half-written is left behind."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise InputError("output folder does not exist", str(path.parent), "create it first")
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith((".nii.gz", ".seg.nrrd")) else path.suffix
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    tmp_path = Path(tmp_name)
-    try:
-        write_to(tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    return path
-
-
-LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
+LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
+GEOMETRY_TOLERANCE_MM = 1e-3
 
 
 def write_labelmap(path: str | os.PathLike, labels_kji: np.ndarray, reference: Volume,
@@ -328,12 +381,12 @@ def write_labelmap(path: str | os.PathLike, labels_kji: np.ndarray, reference: V
     """
     sitk = _sitk()
     path = Path(path)
-    if not path.name.endswith(LABELMAP_SUFFIXES) or path.name.endswith(".mhd"):
-        raise InputError("unsupported label map file type", str(path),
-                         "use .nii.gz, .nii, .nrrd, .seg.nrrd or .mha")
+    if not path.name.endswith(LABELMAP_SUFFIXES):
+        raise OutputError("unsupported label map file type", str(path), f"use {', '.join(LABELMAP_SUFFIXES)}")
     if labels_kji.shape != reference.voxels_kji.shape:
         raise ValueError(f"label array {labels_kji.shape} does not match the image {reference.voxels_kji.shape}")
-    image = _image_on_grid(labels_kji.astype(labelmap_dtype(labels_kji)), reference)
+    labels_kji = labels_kji.astype(labelmap_dtype(labels_kji))
+    image = _image_on_grid(labels_kji, reference)
     if path.name.endswith(".seg.nrrd"):
         for key, value in segmentation_header(labels_kji, segment_names or {}).items():
             image.SetMetaData(key, value)
@@ -341,7 +394,22 @@ def write_labelmap(path: str | os.PathLike, labels_kji: np.ndarray, reference: V
     def write_to(tmp_path: Path):
         sitk.WriteImage(image, str(tmp_path), useCompression=True)
 
-    return atomic_write(path, write_to)
+    return write_verified(path, write_to, lambda tmp_path: labelmap_problem(tmp_path, labels_kji, reference))
+
+
+def labelmap_problem(path: Path, labels_kji: np.ndarray, reference: Volume) -> str | None:
+    """What differs between the label map file at ``path`` and what was meant to be written, or None."""
+    try:
+        check_file_header(path)
+        image = _sitk().ReadImage(str(path))
+    except (RuntimeError, InputError):
+        return "the written file does not read back"
+    written = _sitk().GetArrayFromImage(image)
+    if written.shape != labels_kji.shape or not np.array_equal(written, labels_kji):
+        return "the voxels read back differ"
+    if not np.allclose(_geometry_from_sitk(image), reference.ijk_to_ras, atol=GEOMETRY_TOLERANCE_MM):
+        return "the geometry read back differs"
+    return None
 
 
 def segmentation_header(labels_kji: np.ndarray, segment_names: dict[int, str]) -> dict[str, str]:

@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 
 def run_learn(args) -> int:
-    out = check_output_path(args.out)
+    out = check_output_path(args.out, [args.image, args.labels])
     if args.slices < 1:
         raise InputError(f"--slices must be at least 1, got {args.slices}", None, "e.g. --slices 2")
     if args.steps < 1:

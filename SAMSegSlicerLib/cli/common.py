@@ -7,6 +7,7 @@ import atexit
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..cache import DEFAULT_DISK_BYTES
@@ -15,7 +16,8 @@ from ..errors import InputError
 from ..factory import EngineOptions, make_engine
 from ..geometry import AXES
 from ..models import ARCHITECTURES, DEVICE_CHOICES, MODEL_SPECS, PRECISION_CHOICES
-from ..volume import Volume, atomic_write, read_volume
+from ..output import check_output, write_bytes
+from ..volume import Volume, read_volume
 
 
 def report(message: str) -> None:
@@ -80,18 +82,11 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return values
 
 
-def check_output_path(path: str) -> Path:
-    """Fail before any work when the output cannot be written."""
-    out = Path(path)
-    if not out.parent.exists():
-        raise InputError("output folder does not exist", str(out.parent), "create it first")
-    if out.is_dir():
-        raise InputError("output path is a folder", str(out), "give a file name")
-    return out
+def check_output_path(path: str, inputs: Iterable[str | os.PathLike] = (),
+                      suffixes: tuple[str, ...] | None = None) -> Path:
+    """Fail before any work when the output cannot be written or would overwrite one of ``inputs``."""
+    return check_output(path, inputs, suffixes)
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    def write_to(tmp_path: Path):
-        tmp_path.write_text(json.dumps(payload, indent=2) + "\n")
-
-    return atomic_write(Path(path), write_to)
+    return write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())

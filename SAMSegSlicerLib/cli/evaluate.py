@@ -39,7 +39,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    json_out = check_output_path(args.json) if args.json else None
+    json_out = check_output_path(args.json, [args.image, args.labels, *([args.adapter] if args.adapter else [])]) \
+        if args.json else None
     for flag, value in (("--clicks", args.clicks), ("--seed-slices", args.seed_slices)):
         if value < 1:
             raise InputError(f"{flag} must be at least 1, got {value}", None, f"e.g. {flag} 3")

@@ -58,9 +58,7 @@ def parse_margins(text: str) -> tuple[float, ...]:
 
 
 def run(args) -> int:
-    out = check_output_path(args.out)
-    if not out.name.endswith(LABELMAP_SUFFIXES) or out.name.endswith(".mhd"):
-        raise InputError("unsupported label map file type", str(out), "use .nii.gz, .nii, .nrrd, .seg.nrrd or .mha")
+    out = check_output_path(args.out, [args.image, args.seed], LABELMAP_SUFFIXES)
     index_range = parse_range(args.index_range)
     config = PropagationConfig(box_margin_mm=parse_margins(args.margins_mm))
     volume = open_volume(args.image)

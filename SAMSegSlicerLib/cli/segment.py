@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..prompt_file import read_prompts
 from ..session import AnnotationSession
-from ..volume import write_labelmap
+from ..volume import LABELMAP_SUFFIXES, write_labelmap
 from .common import add_model_args, add_volume_args, check_output_path, engine_from_args, open_volume, report
 
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    out = check_output_path(args.out)
+    out = check_output_path(args.out, [args.image, args.prompts], LABELMAP_SUFFIXES)
     volume = open_volume(args.image)
     prompts = read_prompts(args.prompts, volume)
     engine = engine_from_args(args, volume)
