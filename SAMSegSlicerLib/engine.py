@@ -105,7 +105,8 @@ class SliceEngine:
         return self.window.apply(self.slice_voxels(axis, index))
 
     def key(self, axis: str, index: int) -> CacheKey:
-        return CacheKey(self.volume.content_hash, axis, int(index), self.model.model_id, self.window.key)
+        return CacheKey(self.volume.content_hash, axis, int(index), self.model.model_id, self.window.key,
+                        (self.model.prompt_encoder.embed_dim, *self.model.embedding_size))
 
     def is_encoded(self, axis: str, index: int) -> bool:
         return self.cache.contains(self.key(axis, index))

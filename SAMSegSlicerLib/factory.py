@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, EmbeddingCache
+from .cache import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, EmbeddingCache, disk_problem_line
 from .engine import SliceEngine
 from .models import load_model, resolve_spec
 from .models.download import Progress
@@ -41,12 +42,19 @@ def open_model(options: EngineOptions, download: bool = True, progress: Progress
                                          progress=progress))
 
 
-def make_cache(options: EngineOptions) -> EmbeddingCache:
+def make_cache(options: EngineOptions, on_disk_problem: Callable[[str], None] | None = None) -> EmbeddingCache:
+    """The memory cache over the disk store; a disk store that cannot be used is reported through
+    ``on_disk_problem`` (once) and left out."""
     disk = None
     if options.disk_cache:
-        folder = Path(options.cache_dir).expanduser() if options.cache_dir else embedding_cache_dir()
-        disk = DiskStore(folder, options.cache_disk_bytes)
-    return EmbeddingCache(options.cache_memory_bytes, disk)
+        folder = options.cache_dir or "the default cache folder"
+        try:  # no home folder raises RuntimeError
+            folder = Path(options.cache_dir).expanduser() if options.cache_dir else embedding_cache_dir()
+            disk = DiskStore(folder, options.cache_disk_bytes)
+        except (OSError, RuntimeError) as error:
+            if on_disk_problem is not None:
+                on_disk_problem(disk_problem_line(folder, error))
+    return EmbeddingCache(options.cache_memory_bytes, disk, on_disk_problem)
 
 
 def make_engine(volume: Volume, options: EngineOptions, model: SamModel | None = None,

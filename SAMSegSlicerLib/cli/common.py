@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ from pathlib import Path
 from ..cache import DEFAULT_DISK_BYTES
 from ..engine import SliceEngine
 from ..errors import InputError
-from ..factory import EngineOptions, make_engine
+from ..factory import EngineOptions, make_cache, make_engine
 from ..geometry import AXES
 from ..models import ARCHITECTURES, DEVICE_CHOICES, MODEL_SPECS, PRECISION_CHOICES
 from ..output import check_output, write_bytes
@@ -50,6 +51,9 @@ def add_volume_args(parser: argparse.ArgumentParser, axis: bool = True) -> None:
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
+    if not (math.isfinite(args.cache_size_gb) and args.cache_size_gb >= 0):
+        raise InputError(f"--cache-size-gb must be a number of GiB >= 0, got {args.cache_size_gb}", None,
+                         "e.g. --cache-size-gb 5")
     return EngineOptions(model=args.model, checkpoint=args.checkpoint, arch=args.arch, device=args.device,
                          precision=args.precision, window=args.window, disk_cache=not args.no_cache,
                          cache_dir=args.cache_dir, cache_disk_bytes=int(args.cache_size_gb * 2**30))
@@ -58,7 +62,9 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 def engine_from_args(args: argparse.Namespace, volume: Volume) -> SliceEngine:
     """The command's engine; its worker thread is stopped at exit, after dropping cancelled prefetches
     (a torch call still running in a daemon thread at interpreter exit aborts the process)."""
-    engine = make_engine(volume, engine_options(args))
+    options = engine_options(args)
+    cache = make_cache(options, lambda line: report(f"warning: {line}"))
+    engine = make_engine(volume, options, cache=cache)
     atexit.register(engine.worker.shutdown)
     report(f"model {engine.model.model_id} on {engine.model.device}; window {engine.window.describe()}")
     return engine

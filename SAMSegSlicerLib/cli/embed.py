@@ -26,6 +26,7 @@ def run(args) -> int:
     volume = open_volume(args.image)
     engine = engine_from_args(args, volume)
     for axis in axes:
+        _check_disk_cache(engine)
         total = engine.n_slices(axis)
 
         def progress(done: int, total: int, axis=axis) -> None:
@@ -34,5 +35,12 @@ def run(args) -> int:
 
         encoded = engine.encode(axis, range(total), progress)
         report(f"{axis}: {encoded} slices encoded, {total - encoded} already cached")
+    _check_disk_cache(engine)
     report(f"cache: {engine.cache.disk.folder} ({engine.cache.disk.total_bytes / 2**20:.1f} MiB)")
     return 0
+
+
+def _check_disk_cache(engine) -> None:
+    if engine.cache.disk is None:
+        raise InputError("embed fills the disk cache, which cannot be used (see the warning above)", None,
+                         "give a writable --cache-dir with free space")

@@ -9,7 +9,7 @@ from SAMSegSlicerLib.cache import CacheKey, DiskStore, EmbeddingCache
 
 
 def _key(index: int, model: str = "m@1/fp32", window: str = "40,400") -> CacheKey:
-    return CacheKey("volumehash", "axial", index, model, window)
+    return CacheKey("volumehash", "axial", index, model, window, (4, 8, 8))
 
 
 def _array(seed: int) -> np.ndarray:
