@@ -14,6 +14,7 @@ from SAMSegSlicerLib.volume import read_labelmap, read_volume
 from SAMSegSlicerLib.worker import shared_worker
 
 REPO = Path(__file__).resolve().parents[2]
+pytest_plugins = ["conftest_mrml"]
 
 
 def _data_dir() -> Path:
