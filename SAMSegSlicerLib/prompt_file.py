@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import AXES
-from .volume import Volume
+from .volume import MIN_SLICE_SIDE, Volume
 
 FRAMES = ("ijk", "ras")
 SLICE_TOLERANCE = 0.5
@@ -48,6 +48,9 @@ def _points(entry: dict, key: str, where: str) -> np.ndarray:
     value = entry.get(key, [])
     try:
         points = np.asarray(value, dtype=float).reshape(-1, 3)
+    except OverflowError:
+        raise InputError(f"{where}: '{key}' holds a number too large to be a coordinate", None,
+                         "give voxel indices or millimetres") from None
     except (TypeError, ValueError):
         raise InputError(f"{where}: '{key}' must be a list of [x, y, z] points", None,
                          "see the prompts file format in the README") from None
@@ -75,6 +78,9 @@ def entry_to_slice(entry: dict, frame: str, volume: Volume, where: str = "prompt
     every = np.concatenate([box, positive, negative])
     every_ijk = volume.ras_to_ijk(every) if frame == "ras" else every
     axes = volume.axes(axis)
+    if min(axes.slice_shape) < MIN_SLICE_SIDE:
+        raise InputError(f"{where}: the image's {axis} slices are {axes.slice_shape[0]}x{axes.slice_shape[1]} pixels, "
+                         f"too small to segment", None, "use another axis")
     positions, every_rc = axes.ijk_to_index_rc(every_ijk)
     index = int(round(float(positions[0])))
     if np.any(np.abs(positions - index) > SLICE_TOLERANCE):
@@ -106,8 +112,12 @@ def read_prompts(path: str, volume: Volume) -> list[PromptEntry]:
         data = json.loads(file.read_text())
     except FileNotFoundError:
         raise InputError("prompts file not found", path, "check the path") from None
+    except OSError as error:
+        raise InputError(f"prompts file cannot be read ({error.strerror})", path, "give a JSON file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"prompts file is not valid JSON ({error})", path, "see the format in the README") from None
+    except RecursionError:
+        raise InputError("prompts file is nested too deeply", path, "see the format in the README") from None
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
         raise InputError("prompts file needs a \"prompts\" list", path, "see the format in the README")
     frame = data.get("frame", "ijk")

@@ -23,6 +23,7 @@ from .geometry import AXES, SliceAxes, apply_affine, check_axis, slice_axes
 from .output import write_verified
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+MIN_SLICE_SIDE = 2
 DICOM_MODALITY_TAG = "0008|0060"
 DICOM_POSITION_TAG = "0020|0032"
 DICOM_ORIENTATION_TAG = "0020|0037"
@@ -41,6 +42,10 @@ class Volume:
     def __post_init__(self):
         if self.voxels_kji.ndim != 3:
             raise InputError(f"expected a 3-D voxel array, got {self.voxels_kji.ndim}-D", self.source or None)
+        if self.voxels_kji.dtype.kind == "f":
+            voxels, note = finite_voxels(self.voxels_kji, self.source)
+            object.__setattr__(self, "voxels_kji", voxels)
+            object.__setattr__(self, "notes", (*self.notes, note) if note else self.notes)
         self.voxels_kji.setflags(write=False)
         self.ijk_to_ras.setflags(write=False)  # the content hash and the slice axes are computed once
 
@@ -91,6 +96,22 @@ class Volume:
             "slices": {a: {"count": ax.n_slices, "shape_rc": list(ax.slice_shape)} for a, ax in axes.items()},
             "notes": list(self.notes),
         }
+
+
+def finite_voxels(voxels: np.ndarray, source: str = "") -> tuple[np.ndarray, str | None]:
+    """``voxels`` with every NaN or infinite value replaced by the smallest finite one (a new array;
+    padding of resampled images is often NaN), and the note that says so; ``voxels`` itself when all
+    are finite."""
+    finite = np.isfinite(voxels)
+    if finite.all():
+        return voxels, None
+    if not finite.any():
+        raise InputError("image holds no finite voxel value (all NaN or infinite)", source or None,
+                         "check the file")
+    low = voxels[finite].min()
+    count = int(finite.size - np.count_nonzero(finite))
+    return (np.where(finite, voxels, low),
+            f"{count} voxel(s) are NaN or infinite; they are read as the volume's minimum, {low:g}")
 
 
 def _sitk():
@@ -148,6 +169,7 @@ def _read_dicom_folder(folder: Path):
         raise InputError("no DICOM series found in folder", str(folder),
                          "point at a folder holding the DICOM files of one series")
     files_by_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    _check_no_dicom_file_dropped(folder, {Path(name).name for names in files_by_series.values() for name in names})
     chosen = max(series_ids, key=lambda sid: len(files_by_series[sid]))
     notes = []
     if len(series_ids) > 1:
@@ -172,6 +194,20 @@ def _read_dicom_folder(folder: Path):
     if gap_note:
         notes.append(gap_note)
     return image, modality, tuple(notes)
+
+
+def _check_no_dicom_file_dropped(folder: Path, in_series: set[str]) -> None:
+    """GDCM leaves a DICOM file it cannot read out of its series without a word: the volume would then
+    have a gap.  Any such file (a ``.dcm`` name or the DICOM preamble) is an error naming it."""
+    for path in sorted(folder.iterdir()):
+        if path.name in in_series or path.name.startswith(".") or path.name.upper() == "DICOMDIR" \
+                or not path.is_file():
+            continue
+        with open(path, "rb") as stream:
+            looks_dicom = path.suffix.lower() == ".dcm" or stream.read(132)[128:] == b"DICM"
+        if looks_dicom:
+            raise InputError("DICOM file in the series folder cannot be read (truncated or damaged), so the series "
+                             "would have a gap", str(path), "copy the series again or remove the file")
 
 
 def _dicom_header(file_name: str) -> dict[str, str]:
@@ -297,6 +333,9 @@ def read_volume(path: str | os.PathLike) -> Volume:
     array, ijk_to_ras = _to_scalar_3d(image, str(path))
     if array.size == 0:
         raise InputError("image has no voxels", str(path), "give a non-empty image")
+    if sum(n >= MIN_SLICE_SIDE for n in array.shape) < 2:
+        raise InputError(f"image is {'x'.join(map(str, array.shape[::-1]))} voxels: no slice of it is at least "
+                         f"{MIN_SLICE_SIDE}x{MIN_SLICE_SIDE} pixels", str(path), "give a larger image")
     if modality is None:
         modality = _modality_from_header(image)
     return Volume(np.ascontiguousarray(array), ijk_to_ras, source=str(path), modality=modality, notes=notes)

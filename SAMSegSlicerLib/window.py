@@ -103,6 +103,9 @@ def resolve_window(spec: str, voxels: np.ndarray, modality: str | None = None) -
     except ValueError:
         raise InputError(f"unknown window {spec!r}", None,
                          f"use auto, {', '.join(WINDOW_CHOICES[1:])} or LEVEL,WIDTH (e.g. 40,400)") from None
+    if not (np.isfinite(level) and np.isfinite(width)):
+        raise InputError(f"window level and width must be finite numbers, got {spec!r}", None,
+                         "use LEVEL,WIDTH, e.g. 40,400")
     if not width > 0:
         raise InputError(f"window width must be positive, got {width:g}", None, "use LEVEL,WIDTH with WIDTH > 0")
     return IntensityWindow(level, width, f"custom {level:g},{width:g}")

@@ -18,8 +18,15 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument errors are one line too (argparse would print the usage first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"samseg: error: {message} — see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="samseg",
         description="Segment CT and MR volumes with Segment Anything models (LiteMedSAM by default).",
     )
@@ -32,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or an argument error already printed
+        return int(exit_.code or 0)
     try:
         return int(args.handler(args) or 0)
     except SamSegError as error:

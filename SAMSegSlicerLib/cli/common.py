@@ -46,14 +46,26 @@ def add_volume_args(parser: argparse.ArgumentParser, axis: bool = True) -> None:
     group.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
     group.add_argument("--cache-dir", default=None,
                        help="embedding cache folder (default $SAMSEG_CACHE_DIR or ~/.cache/samseg/embeddings)")
-    group.add_argument("--cache-size-gb", type=float, default=DEFAULT_DISK_BYTES / 2**30,
+    group.add_argument("--cache-size-gb", type=finite_number(minimum=0.0), default=DEFAULT_DISK_BYTES / 2**30,
                        help="disk cache size cap in GiB (least recently used entries go first; default 5)")
 
 
+def finite_number(minimum: float):
+    """An argparse type: a finite number >= ``minimum`` (NaN and infinities are refused where parsed)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= {minimum:g}")
+        return value
+
+    return parse
+
+
 def engine_options(args: argparse.Namespace) -> EngineOptions:
-    if not (math.isfinite(args.cache_size_gb) and args.cache_size_gb >= 0):
-        raise InputError(f"--cache-size-gb must be a number of GiB >= 0, got {args.cache_size_gb}", None,
-                         "e.g. --cache-size-gb 5")
     return EngineOptions(model=args.model, checkpoint=args.checkpoint, arch=args.arch, device=args.device,
                          precision=args.precision, window=args.window, disk_cache=not args.no_cache,
                          cache_dir=args.cache_dir, cache_disk_bytes=int(args.cache_size_gb * 2**30))

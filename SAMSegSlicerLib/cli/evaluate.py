@@ -11,6 +11,7 @@ from .common import (
     add_volume_args,
     check_output_path,
     engine_from_args,
+    finite_number,
     open_volume,
     parse_int_list,
     report,
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
     parser.add_argument("--labels", dest="label_values", required=True, help="label values, e.g. 1,2,3,5,6")
     parser.add_argument("--protocol", default="box", choices=sorted(PROTOCOLS), help="simulated user (default box)")
     parser.add_argument("--clicks", type=int, default=1, help="prompts per slice for clicks/scribbles (K)")
-    parser.add_argument("--jitter", type=float, default=0.0, help="box protocol: move each box edge up to PX pixels")
+    parser.add_argument("--jitter", type=finite_number(minimum=0.0), default=0.0,
+                        help="box protocol: move each box edge up to PX pixels")
     parser.add_argument("--seed-slices", type=int, default=1, help="propagate protocol: seed slices per label")
     parser.add_argument("--random-seed", type=int, default=0, help="seed of the simulated user's randomness")
     parser.add_argument("--assist-slices", type=int, default=0,

@@ -7,6 +7,8 @@ kept as they are, and where two labels' predictions meet, the first label listed
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import InputError
@@ -51,7 +53,7 @@ def parse_margins(text: str) -> tuple[float, ...]:
         margins = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         margins = ()
-    if not margins or min(margins) < 0:
+    if not margins or not all(math.isfinite(m) and m >= 0 for m in margins):
         raise InputError(f"--margins-mm must be millimetres >= 0 separated by commas, got {text!r}", None,
                          "e.g. --margins-mm 3,6,9")
     return margins
