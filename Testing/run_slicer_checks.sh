@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the Slicer glue (SAMSegSlicer/ and Testing/Slicer/), from the repository root:
 #   1. every Slicer/MRML/CTK/Qt/VTK name used is checked against Slicer's source (check_slicer_api.py);
+#      (the Qt shell, the Qt-free controller and the tests);
 #   2. ruff's F rules (undefined names, unused imports...) over the glue;
 #   3. the Slicer self-tests, headless, when SLICER_EXECUTABLE names a Slicer; otherwise one "skipped" line.
 # Usage: Testing/run_slicer_checks.sh [--self-tests-only]
@@ -17,7 +18,7 @@ if [ "${1:-}" != "--self-tests-only" ]; then
     echo "error: the Slicer API checker is not at $CHECKER; set SLICER_API_CHECKER" >&2
     exit 2
   fi
-  "$PYTHON" "$CHECKER" SAMSegSlicer/ Testing/
+  "$PYTHON" "$CHECKER" SAMSegSlicer/ SAMSegSlicerLib/controller/ Testing/
 
   echo "== undefined names (ruff --select F)"
   "$PYTHON" -m ruff check --select F SAMSegSlicer/ Testing/Slicer/

