@@ -386,6 +386,7 @@ class SAMSegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "X": lambda: self.selectTool("negative_stroke"),
             "Return": lambda: self.run(self.controller.accept),
             "Backspace": lambda: self.run(self.controller.clear_slice),
+            "Delete": lambda: self.run(self.controller.erase_slice),
             "U": lambda: self.run(lambda target: self.controller.undo()),
             "Shift+U": lambda: self.run(lambda target: self.controller.redo()),
             "P": lambda: self.run(self.controller.propagate),

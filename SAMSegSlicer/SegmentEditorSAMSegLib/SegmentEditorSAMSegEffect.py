@@ -65,6 +65,7 @@ class SegmentEditorSAMSegEffect(AbstractScriptedSegmentEditorEffect):
 <li><b>Box (D):</b> press, drag and release around the object.</li>
 <li><b>Positive / negative scribble (E / X):</b> drag inside / outside the object.</li>
 <li><b>Enter:</b> accept the slice into the selected segment; <b>Backspace:</b> clear the slice's prompts;
+<b>Delete:</b> erase the segment from the slice;
 <b>U / Shift+U:</b> undo / redo; <b>P:</b> propagate.</li>
 </ul>
 Model, tools and propagation are in the SAMSeg module.</html>"""

@@ -47,7 +47,7 @@ from .mrml_geometry import (
     view_slice,
     volume_from_node,
 )
-from .segment_region import Block, capture, segment_block
+from .segment_region import Block, RegionSnapshot, capture, restore, segment_block
 from .settings import AnnotationSettings
 from .target import AnnotationTarget, PromptDisplay, SliceKey, SliceUpdate
 
@@ -314,7 +314,14 @@ class AnnotationController:
         """Add the slice's candidate to the segment (the last prompted slice by default)."""
         annotation, view = self._action_slice(target, slice_node)
         return self._slice_job(target, annotation, view,
-                               lambda session, label: session.accept(label, view.axis, view.index), accepting=True)
+                               lambda session, label: session.accept(label, view.axis, view.index),
+                               CommandKind.ACCEPT)
+
+    def erase_slice(self, target: AnnotationTarget, slice_node=None) -> Future:
+        """Remove the segment from a slice (the last prompted one by default), whoever drew it there."""
+        annotation, view = self._action_slice(target, slice_node)
+        return self._slice_job(target, annotation, view,
+                               lambda session, label: session.erase(label, view.axis, view.index), CommandKind.ERASE)
 
     def _action_slice(self, target: AnnotationTarget, slice_node) -> tuple[_Annotation, ViewSlice]:
         if slice_node is not None:
@@ -324,7 +331,9 @@ class AnnotationController:
         return self._annotation_for(target.volume_node), ViewSlice(self.last_slice.axis, self.last_slice.index)
 
     def _slice_job(self, target: AnnotationTarget, annotation: _Annotation, view: ViewSlice, action: Callable,
-                   accepting: bool = False) -> Future:
+                   kind: CommandKind = CommandKind.PROMPT) -> Future:
+        """Run a session action on the worker; then, on the main thread, change the segment as ``kind`` says
+        (accept: add the candidate; erase: clear the slice) and record one command for both."""
         options = self.settings().engine_options()
         cancel = self._new_cancel_token()
         label = annotation.label(target.segment_id)
@@ -335,7 +344,7 @@ class AnnotationController:
             encoded_before = session.engine.is_encoded(view.axis, view.index)
             if not encoded_before:
                 self._set_progress(0, 0, f"Encoding {view.axis} slice {view.index}")
-            accepted = session.candidate_mask(label, view.axis, view.index) if accepting else None
+            accepted = session.candidate_mask(label, view.axis, view.index) if kind is CommandKind.ACCEPT else None
             started = time.perf_counter()
             # The segment's learned prompts are used for this call only: the model is shared.
             with adapter_applied(session.engine, annotation.learned_prompts.get(label)):
@@ -346,22 +355,23 @@ class AnnotationController:
             return update
 
         def done(update: SliceUpdate) -> None:
-            command = Command(CommandKind.PROMPT, target, key, session_action=True)
-            if accepting:
+            edit = None
+            if kind is not CommandKind.PROMPT:
                 try:
-                    edit = self._add_to_segment(target, key.axis, {key.index: update.accepted_rc})
-                    command = Command(CommandKind.ACCEPT, target, key, session_action=True, segment_edit=edit)
+                    edit = self._add_to_segment(target, key.axis, {key.index: update.accepted_rc}) \
+                        if kind is CommandKind.ACCEPT else self._erase_from_segment(target, key.axis, key.index)
                 except Exception:
-                    # the segment refused the mask: the session takes its accept back, the candidate stays
+                    # the segment refused the change: the session takes its action back
                     self._submit_session_step(target, key, label, options, cancel, undo=True)
                     raise
-            self.history.push(command)
+            self.history.push(Command(kind, target, key, session_action=True, segment_edit=edit))
             self._apply_slice_update(target, update)
-            if accepting:
-                self.show_status(f"Accepted {key.axis} slice {key.index} into the segment.")
-            else:
+            if kind is CommandKind.PROMPT:
                 encoded = "was encoded" if update.encoded_before else "encoded now"
                 self.show_status(f"{key.axis} slice {key.index} {encoded}; last prompt {1000 * update.seconds:.0f} ms.")
+            else:
+                verb = "Accepted {} into" if kind is CommandKind.ACCEPT else "Erased {} from"
+                self.show_status(f"{verb.format(f'{key.axis} slice {key.index}')} the segment.")
 
         return self._submit(job, done, edit=True)
 
@@ -437,6 +447,17 @@ class AnnotationController:
         before = capture(target.segmentation_node, block)
         self.writer.add(target, slab_labelmap(volume, axis, first, masks_rc, block.ijk_to_segmentation))
         full = self._block(target, axis, 0, volume.axes(axis).n_slices)
+        return SegmentEdit(target.segmentation_node, block, full, before, capture(target.segmentation_node, block))
+
+    def _erase_from_segment(self, target: AnnotationTarget, axis: str, index: int) -> SegmentEdit:
+        """Clear the segment on one slice (other segments keep theirs).  Returns the edit, for the history."""
+        volume = self._annotation_for(target.volume_node).volume
+        block = self._block(target, axis, index, 1)
+        full = self._block(target, axis, 0, volume.axes(axis).n_slices)
+        before = capture(target.segmentation_node, block)
+        cleared = dict(before.masks_kji)
+        cleared[target.segment_id] = np.zeros(block.shape_kji, dtype=bool)
+        restore(target.segmentation_node, block, RegionSnapshot(cleared, ""), full)
         return SegmentEdit(target.segmentation_node, block, full, before, capture(target.segmentation_node, block))
 
     def segment_slices(self, target: AnnotationTarget, axis: str, indices: list[int]) -> dict[int, np.ndarray]:

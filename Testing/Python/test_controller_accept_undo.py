@@ -138,6 +138,35 @@ def test_undo_and_redo_walk_prompts_and_accepts_back_and_forth(a_controller, a_s
     np.testing.assert_array_equal(segment_array(a_liver_target), accepted)
 
 
+def test_erasing_a_slice_clears_the_segment_there_only_and_undo_brings_it_back(
+        a_controller, a_slicer_scene, a_liver_target, a_spleen_target, ct_reference):
+    volume = volume_from_node(a_liver_target.volume_node)
+    index, _ = box_on(a_controller, a_slicer_scene, a_liver_target, ct_reference == LIVER)
+    accept(a_controller, a_liver_target)
+    box_on(a_controller, a_slicer_scene, a_liver_target, ct_reference == LIVER, index=index - 3)
+    accept(a_controller, a_liver_target)
+    box_on(a_controller, a_slicer_scene, a_spleen_target, ct_reference == SPLEEN, index=index)
+    accept(a_controller, a_spleen_target)
+    liver, spleen = segment_array(a_liver_target), segment_array(a_spleen_target)
+    assert volume.axes("axial").take(spleen, index).any()
+
+    a_controller.erase_slice(a_liver_target, a_slicer_scene.slice_node("Red"))
+    a_controller.wait_for_jobs()
+    erased = segment_array(a_liver_target)
+    assert not volume.axes("axial").take(erased, index).any()
+    expected = liver.copy()
+    volume.axes("axial").stack(expected)[index] = False
+    np.testing.assert_array_equal(erased, expected)
+    np.testing.assert_array_equal(segment_array(a_spleen_target), spleen)
+    assert a_controller.statuses[-1] == f"Erased axial slice {index} from the segment."
+    a_controller.undo()
+    a_controller.wait_for_jobs()
+    np.testing.assert_array_equal(segment_array(a_liver_target), liver)
+    a_controller.redo()
+    a_controller.wait_for_jobs()
+    np.testing.assert_array_equal(segment_array(a_liver_target), erased)
+
+
 def test_the_editor_logic_undo_reverts_an_accept_and_samseg_then_refuses_its_own_undo(
         a_controller, a_slicer_scene, a_liver_target, an_editor_writer, ct_reference):
     box_on(a_controller, a_slicer_scene, a_liver_target, ct_reference == LIVER)
