@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import Cancelled
 
+URGENT = -1
 INTERACTIVE = 0
 BACKGROUND = 1
 
@@ -100,8 +101,19 @@ class TorchWorker:
             return fn()
         return self.submit(fn).result()
 
-    def shutdown(self) -> None:
+    def shutdown(self, drop_pending: bool = False, timeout_s: float = 5.0) -> bool:
+        """Stop after the queued jobs (``drop_pending``: after the running one only); wait up to
+        ``timeout_s`` for the thread.  True when it has stopped."""
         self._stopping = True
-        self._queue.put((BACKGROUND + 1, next(self._order), None))
+        self._queue.put((URGENT if drop_pending else BACKGROUND + 1, next(self._order), None))
         if not self.on_worker_thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout_s)
+        return not self._thread.is_alive()
+
+
+def stop_shared_worker(timeout_s: float) -> bool:
+    """On an interrupt: the shared worker drops its queued jobs and ends after the running one (which
+    ends early when its cancel token is set).  True when it stopped within ``timeout_s`` (or never ran)."""
+    with _shared_lock:
+        worker = _shared
+    return worker is None or worker.shutdown(drop_pending=True, timeout_s=timeout_s)

@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from ..errors import Cancelled, SamSegError
+from ..worker import CancelToken, stop_shared_worker
 from . import assist, demo, embed, evaluate, info, models, propagate, segment
 
 COMMANDS = [demo, models, info, embed, segment, propagate, evaluate, assist]
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+INTERRUPT_WAIT_S = 10.0
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -43,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or an argument error already printed
         return int(exit_.code or 0)
+    args.cancel = CancelToken()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command; an interrupt (Ctrl-C: exit 130, SIGTERM: 143) cancels the torch thread's job through
+    ``args.cancel`` and waits for it, so the process never exits while torch is still running."""
     try:
         return int(args.handler(args) or 0)
     except SamSegError as error:
@@ -51,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled:
         print("samseg: cancelled", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        args.cancel.cancel()
+        stop_shared_worker(INTERRUPT_WAIT_S)
         print("samseg: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     except Exception as error:  # an internal error: one line, the traceback only on request
         if os.environ.get("SAMSEG_DEBUG"):
             raise

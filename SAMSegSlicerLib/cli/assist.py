@@ -78,7 +78,7 @@ def run_learn(args) -> int:
     slices = [AnnotatedSlice(args.axis, i, np.array(truth[i])) for i in indices]
     report(f"label {args.label_value}: learning from {args.axis} slices {', '.join(map(str, indices))}")
     options = LearnOptions(steps=args.steps, seed=args.seed)
-    adapter = learn_prompts(engine, slices, kinds, options, progress=_progress())
+    adapter = learn_prompts(engine, slices, kinds, options, progress=_progress(), cancel=args.cancel)
     save_adapter(adapter, out)
     report(f"learned {', '.join(adapter.prompt_kinds)} in {adapter.info['steps']} steps, "
            f"{adapter.info['seconds']:.1f} s; wrote {out}")

@@ -33,7 +33,7 @@ def run(args) -> int:
             if done == total or done % 10 == 0:
                 report(f"{axis}: {done}/{total} slices")
 
-        encoded = engine.encode(axis, range(total), progress)
+        encoded = engine.encode(axis, range(total), progress, cancel=args.cancel)
         report(f"{axis}: {encoded} slices encoded, {total - encoded} already cached")
     _check_disk_cache(engine)
     report(f"cache: {engine.cache.disk.folder} ({engine.cache.disk.total_bytes / 2**20:.1f} MiB)")
