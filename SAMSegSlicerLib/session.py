@@ -379,8 +379,10 @@ class AnnotationSession:
     # --- plumbing --------------------------------------------------------------------------
     def _key(self, segment: int, axis: str, index: int) -> SliceKey:
         top = int(np.iinfo(self._labels.dtype).max)
-        if not 0 < int(segment) <= top:
-            raise PromptError(f"segment {segment} is not a usable label value", None, f"use 1..{top}")
+        if not _is_whole_number(segment) or not 0 < int(segment) <= top:
+            raise PromptError(f"segment {segment!r} is not a usable label value", None, f"use a whole number 1..{top}")
+        if not _is_whole_number(index):
+            raise PromptError(f"slice index {index!r} is not a whole number", None, "pick a slice of the volume")
         try:
             self.engine.volume.axes(axis).check_index(int(index))
         except (ValueError, IndexError) as error:
@@ -417,3 +419,8 @@ class AnnotationSession:
         record.update(extra)
         with open(self._log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def _is_whole_number(value) -> bool:
+    """An int (numpy's too), not a bool, a float that would be truncated, a string or None."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
