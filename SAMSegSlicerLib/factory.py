@@ -60,7 +60,7 @@ def make_cache(options: EngineOptions, on_disk_problem: Callable[[str], None] | 
 def make_engine(volume: Volume, options: EngineOptions, model: SamModel | None = None,
                 cache: EmbeddingCache | None = None, worker: TorchWorker | None = None) -> SliceEngine:
     """An engine for ``volume``; pass ``model``/``cache``/``worker`` to share them between volumes."""
+    window = resolve_window(options.window, volume.voxels_kji, volume.modality)  # a bad window fails before the load
     worker = worker if worker is not None else shared_worker()
     model = model if model is not None else open_model(options, worker=worker)
-    window = resolve_window(options.window, volume.voxels_kji, volume.modality)
     return SliceEngine(model, volume, window, cache if cache is not None else make_cache(options), worker)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, PromptError
 from .geometry import AXES
+from .prompts import make_box
 from .volume import MIN_SLICE_SIDE, Volume
 
 FRAMES = ("ijk", "ras")
@@ -100,6 +101,10 @@ def entry_to_slice(entry: dict, frame: str, volume: Volume, where: str = "prompt
     if len(box):
         corners = every_rc[:2]
         box_rc = np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
+        try:  # the session's own check, before the model loads
+            make_box(box_rc, axes.slice_shape)
+        except PromptError as error:
+            raise InputError(f"{where}: {error.what}", None, error.hint) from None
     first_positive, first_negative = len(box), len(box) + len(positive)
     return PromptEntry(label, axis, index, box_rc, every_rc[first_positive:first_negative],
                        every_rc[first_negative:])

@@ -240,7 +240,7 @@ def propagate(engine: SliceEngine, seeds: Mapping[int, np.ndarray], axis: str,
     config = config or PropagationConfig()
     n_slices = engine.n_slices(axis)
     shape_rc = engine.slice_shape(axis)
-    lo, hi = _check_range(index_range, n_slices)
+    lo, hi = check_range(index_range, n_slices)
     seed_masks = _check_seeds(seeds, shape_rc, lo, hi)
     blocked = {int(s) for s in stop_slices}
     order = sorted(seed_masks)
@@ -269,7 +269,7 @@ def propagate(engine: SliceEngine, seeds: Mapping[int, np.ndarray], axis: str,
                              carried_from={index: step.seed for index, step in sorted(chosen.items())})
 
 
-def _check_range(index_range, n_slices: int) -> tuple[int, int]:
+def check_range(index_range, n_slices: int) -> tuple[int, int]:
     if index_range is None:
         return 0, n_slices - 1
     lo, hi = (int(v) for v in index_range)

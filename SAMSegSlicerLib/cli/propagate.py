@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from ..propagation import PropagationConfig, PropagationProgress, propagate
+from ..propagation import PropagationConfig, PropagationProgress, check_range, propagate
 from ..volume import LABELMAP_SUFFIXES, read_labelmap, write_labelmap
 from .common import add_model_args, add_volume_args, check_output_path, engine_from_args, open_volume, report
 
@@ -67,6 +67,7 @@ def run(args) -> int:
     seeds_kji = read_labelmap(args.seed, volume)
     values = _label_values(seeds_kji, args.label_value, args.seed)
     axes = volume.axes(args.axis)
+    check_range(index_range, axes.n_slices)
     seed_stack = axes.stack(seeds_kji)
     engine = engine_from_args(args, volume)
     labels_kji = np.zeros(volume.voxels_kji.shape, dtype=seeds_kji.dtype)

@@ -209,3 +209,35 @@ def test_other_files_beside_a_dicom_series_are_ignored(capsys, dicom_copy):
     code, out, err = _run(capsys, "info", dicom_copy)
     assert code == 0, err
     assert json.loads(out)["shape_ijk"] == [512, 512, 3]
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Any model load fails the test: what is checked here must be checked before the model loads."""
+    import SAMSegSlicerLib.factory as factory
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(factory, "open_model", refuse)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["segment", "{ct}", "--prompts", "{tmp}/flat.json", "--out", "{tmp}/o.nii.gz"], "prompt 0: degenerate box"),
+    (["segment", "{ct}", "--prompts", "{tmp}/box.json", "--out", "{tmp}/o.nii.gz", "--window", "40,0"],
+     "window width must be positive"),
+    (["segment", "{ct}", "--prompts", "{tmp}/box.json", "--out", "{tmp}/o.nii.gz", "--window", "bright"],
+     "unknown window"),
+    (["propagate", "{ct}", "--seed", "{labels}", "--out", "{tmp}/o.nii.gz", "--range", "0:999"],
+     "slice range 0:999 is not inside 0:29"),
+    (["propagate", "{ct}", "--seed", "{labels}", "--out", "{tmp}/o.nii.gz", "--range", "20:10"],
+     "slice range 20:10"),
+])
+def test_inputs_are_checked_before_the_model_loads(capsys, tmp_path, data_dir, ct_path, no_model_load, argv,
+                                                   message):
+    (tmp_path / "flat.json").write_text(json.dumps({"prompts": [{"label": 1, "box": [[30, 30, 15], [30, 60, 15]]}]}))
+    (tmp_path / "box.json").write_text(json.dumps({"prompts": [{"label": 1, "box": [[30, 30, 15], [70, 60, 15]]}]}))
+    labels = data_dir / "ct_abdomen_small" / "labels.nii.gz"
+    code, _, err = _run(capsys, *[a.format(ct=ct_path, tmp=tmp_path, labels=labels) for a in argv])
+    assert code == 2 and message in _one_error_line(err)
+    assert not (tmp_path / "o.nii.gz").exists()
