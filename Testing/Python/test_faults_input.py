@@ -164,6 +164,8 @@ def test_non_finite_numbers_are_refused_where_parsed(capsys, tmp_path, ct_path, 
 @pytest.mark.parametrize("content, message", [
     ({"prompts": [{"label": 1, "box": [[int("9" * 400), 0, 15], [5, 5, 15]]}]},
      "prompt 0: 'box' holds a number too large"),
+    ('{"prompts": [{"label": 1, "box": [[NaN, 30, 15], [70, 60, 15]]}]}', "prompt 0: 'box' holds a non-finite"),
+    ('{"prompts": [{"label": 1, "positive": [[40, Infinity, 15]]}]}', "prompt 0: 'positive' holds a non-finite"),
     ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
     (None, "cannot be read"),
 ])
