@@ -20,7 +20,7 @@ from .engine import ModelPrompt, SliceEngine
 from .errors import InputError
 from .geometry import bbox_rc
 from .propagation import propagate_protocol
-from .simulated_user import clicks_protocol, scribbles_protocol
+from .simulated_user import clicks_protocol, lasso_protocol, scribbles_protocol
 
 LabelProgress = Callable[[str], None]
 
@@ -135,6 +135,7 @@ PROTOCOLS: dict[str, ProtocolFn] = {
     "box": box_protocol,
     "clicks": clicks_protocol,
     "scribbles": scribbles_protocol,
+    "lasso": lasso_protocol,
     "propagate": propagate_protocol,
 }
 

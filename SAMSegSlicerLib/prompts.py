@@ -5,17 +5,20 @@ integers) of one slice of one anatomical axis:
 
 * :class:`Point` -- a click, positive (object) or negative (background);
 * :class:`Box` -- an inclusive pixel box ``(row_min, col_min, row_max, col_max)``;
-* :class:`Stroke` -- a free-hand polyline, positive or negative.
+* :class:`Stroke` -- a free-hand polyline, positive or negative;
+* :class:`Lasso` -- a closed outline drawn around the object: its bounding box is the slice's
+  box (a later lasso or box replaces an earlier one) and its inside is positive evidence.
 
 :func:`decode_slice` turns the prompts of a slice (and the slice's previous result) into a
 :class:`Candidate` mask.  How depends on the model:
 
 * **Point-capable models** (SAM ViT, MedSAM): one decode with all clicks as points, each
   stroke as points sampled evenly along it (at most ``points_per_stroke``), the box, and the
-  previous low-resolution logits.
+  previous low-resolution logits; a lasso gives its box and a few points deep inside it.
 * **Box-only models** (LiteMedSAM, ``ModelSpec.box_only``), which give Dice ~0.02 from raw
   points: a click or a stroke is *evidence for a box*.
 
+  - A box or a lasso is decoded as the box it gives.
   - The first click proposes squares of several sizes (in mm) centred on it; the first
     positive stroke proposes its bounding box grown by several margins.
   - A corrective prompt adjusts the previous box: a positive one grows it to take the prompt
@@ -29,7 +32,8 @@ integers) of one slice of one anatomical axis:
   - The winner is finally made to obey the latest correction where it was placed.
 
 For both kinds, negative strokes remove their own pixels from the mask and positive strokes
-add theirs: a stroke is drawn on pixels the user has seen.
+add theirs: a stroke is drawn on pixels the user has seen.  Likewise a lasso, when it is the
+latest prompt, cuts away what lies outside it: the user drew it around the object.
 
 The choices are the measured defaults of :class:`PromptPolicy`; the README's "Interactive
 annotation" section has the tables.
@@ -90,7 +94,27 @@ class Stroke:
                 "positive": self.positive}
 
 
-Prompt = Point | Box | Stroke
+@dataclass(frozen=True)
+class Lasso:
+    """A closed outline through ``outline_rc`` ((N, 2) rows/cols, N >= 3; the last point joins the first)."""
+
+    outline_rc: tuple[tuple[float, float], ...]
+
+    @property
+    def array_rc(self) -> np.ndarray:
+        return np.asarray(self.outline_rc, dtype=float).reshape(-1, 2)
+
+    @property
+    def box_rc(self) -> tuple[float, float, float, float]:
+        """The outline's bounding box (row_min, col_min, row_max, col_max)."""
+        outline = self.array_rc
+        return _box_tuple(np.concatenate([outline.min(axis=0), outline.max(axis=0)]))
+
+    def describe(self) -> dict:
+        return {"type": "lasso", "outline_rc": [[round(float(r), 2), round(float(c), 2)] for r, c in self.outline_rc]}
+
+
+Prompt = Point | Box | Stroke | Lasso
 
 
 def _inside(rows: np.ndarray, cols: np.ndarray, shape_rc: tuple[int, int]) -> np.ndarray:
@@ -148,9 +172,38 @@ def make_stroke(points_rc, positive: bool, shape_rc: tuple[int, int]) -> Stroke:
     return Stroke(tuple((float(r), float(c)) for r, c in values), bool(positive))
 
 
+def make_lasso(points_rc, shape_rc: tuple[int, int]) -> Lasso:
+    """A validated :class:`Lasso`; errors for fewer than 3 distinct points, an outline that encloses
+    no area or spans less than 2x2 pixels, and outlines that leave the slice."""
+    values = np.asarray(points_rc, dtype=float)
+    if values.ndim != 2 or values.shape[1] != 2 or not np.all(np.isfinite(values)):
+        raise PromptError(f"a lasso needs (N, 2) finite row/col points, got shape {values.shape}", None,
+                          "draw around the object")
+    distinct = len(np.unique(values, axis=0))
+    if distinct < 3:
+        raise PromptError(f"a lasso needs at least 3 distinct points, got {distinct}", None,
+                          "draw around the object")
+    outside = ~_inside(values[:, 0], values[:, 1], shape_rc)
+    if outside.any():
+        r, c = values[np.argmax(outside)]
+        raise PromptError(f"lasso point (row {r:.1f}, col {c:.1f}) is outside the {shape_rc[0]}x{shape_rc[1]} "
+                          "slice", None, "draw inside the image")
+    rows, cols = values[:, 0], values[:, 1]
+    area = 0.5 * abs(float(np.dot(rows, np.roll(cols, -1)) - np.dot(cols, np.roll(rows, -1))))
+    if area < 1.0:
+        raise PromptError(f"the lasso encloses {area:g} square pixels: its points lie (nearly) on one line",
+                          None, "draw around the object")
+    span = values.max(axis=0) - values.min(axis=0)
+    if span.min() < 1:
+        raise PromptError(f"the lasso spans {span[0]:g}x{span[1]:g} pixels: it must span at least 2x2 pixels",
+                          None, "draw around the object")
+    return Lasso(tuple((float(r), float(c)) for r, c in values))
+
+
 @dataclass(frozen=True)
 class SlicePrompts:
-    """Everything placed on one slice for one segment, in order (a later box replaces an earlier one)."""
+    """Everything placed on one slice for one segment, in order (a later box or lasso replaces an
+    earlier one as the slice's box)."""
 
     items: tuple[Prompt, ...] = ()
 
@@ -159,7 +212,9 @@ class SlicePrompts:
 
     @property
     def box(self) -> Box | None:
-        return next((p for p in reversed(self.items) if isinstance(p, Box)), None)
+        """The latest box, or the box of the latest lasso when that came later."""
+        latest = next((p for p in reversed(self.items) if isinstance(p, (Box, Lasso))), None)
+        return Box(latest.box_rc) if isinstance(latest, Lasso) else latest
 
     @property
     def points(self) -> tuple[Point, ...]:
@@ -198,6 +253,44 @@ def stroke_pixels(points_rc: np.ndarray, shape_rc: tuple[int, int]) -> np.ndarra
     return pixels[np.sort(first)]
 
 
+# --- lassos as pixels and points ---------------------------------------------------------
+
+def lasso_mask(outline_rc: np.ndarray, shape_rc: tuple[int, int]) -> np.ndarray:
+    """The pixels inside a closed outline (centre inside, even-odd rule) or on it."""
+    outline_rc = np.asarray(outline_rc, dtype=float).reshape(-1, 2)
+    ring = np.concatenate([outline_rc, outline_rc[:1]])
+    mask = np.zeros(shape_rc, dtype=bool)
+    low = np.maximum(np.ceil(outline_rc.min(axis=0)), 0).astype(int)
+    high = np.minimum(np.floor(outline_rc.max(axis=0)), np.asarray(shape_rc) - 1).astype(int)
+    rows, cols = np.mgrid[low[0]:high[0] + 1, low[1]:high[1] + 1].astype(float)
+    inside = np.zeros(rows.shape, dtype=bool)
+    for (r0, c0), (r1, c1) in zip(ring[:-1], ring[1:]):
+        crosses = (r0 > rows) != (r1 > rows)
+        if r1 != r0:
+            inside ^= crosses & (cols < c0 + (rows - r0) * (c1 - c0) / (r1 - r0))
+    mask[low[0]:high[0] + 1, low[1]:high[1] + 1] = inside
+    pixels = stroke_pixels(ring, shape_rc)
+    mask[pixels[:, 0], pixels[:, 1]] = True
+    return mask
+
+
+def lasso_points(outline_rc: np.ndarray, count: int) -> np.ndarray:
+    """``count`` points (or fewer) spread deep inside a closed outline: its most interior pixel (of
+    several, the one nearest to their centre), then each next the pixel farthest from those
+    chosen, among pixels at least half as deep."""
+    outline_rc = np.asarray(outline_rc, dtype=float).reshape(-1, 2)
+    shape_rc = tuple(int(v) + 2 for v in np.ceil(outline_rc.max(axis=0).clip(0)))
+    depth = ndimage.distance_transform_edt(np.pad(lasso_mask(outline_rc, shape_rc), 1))[1:-1, 1:-1]
+    deepest = np.argwhere(depth == depth.max()).astype(float)
+    chosen = [deepest[int(np.argmin(np.linalg.norm(deepest - deepest.mean(axis=0), axis=1)))]]
+    deep = np.argwhere(depth >= 0.5 * depth.max()).astype(float)
+    nearest = np.linalg.norm(deep - chosen[0], axis=1)
+    while len(chosen) < count and nearest.max() > 0:
+        chosen.append(deep[int(np.argmax(nearest))])
+        nearest = np.minimum(nearest, np.linalg.norm(deep - chosen[-1], axis=1))
+    return np.asarray(chosen)
+
+
 # --- the policy --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -231,6 +324,8 @@ class PromptPolicy:
       (measured: LiteMedSAM never learnt mask prompts; it lowers Dice).
     * ``points_per_stroke``: cap on the points a stroke becomes (point-capable models) and on
       the evidence points sampled from it for scoring.
+    * ``points_per_lasso``: the points deep inside a lasso (:func:`lasso_points`) it becomes
+      beside its box (point-capable models) and that stand for its inside when scoring.
     """
 
     click_half_sizes_mm: tuple[float, ...] = (10.0, 18.0, 32.0, 56.0)
@@ -248,6 +343,7 @@ class PromptPolicy:
     keep_weight: float = 1.0
     box_only_previous_logits: bool = False
     points_per_stroke: int = 8
+    points_per_lasso: int = 4
 
 
 DEFAULT_POLICY = PromptPolicy()
@@ -280,13 +376,15 @@ class Evidence:
     negative_rc: np.ndarray
 
 
-def evidence_of(prompts: tuple[Prompt, ...], per_stroke: int) -> Evidence:
+def evidence_of(prompts: tuple[Prompt, ...], per_stroke: int, per_lasso: int) -> Evidence:
     positive, negative = [np.zeros((0, 2))], [np.zeros((0, 2))]
     for prompt in prompts:
         if isinstance(prompt, Point):
             (positive if prompt.positive else negative).append(np.asarray([prompt.point_rc], dtype=float))
         elif isinstance(prompt, Stroke):
             (positive if prompt.positive else negative).append(sample_stroke(prompt.array_rc, per_stroke))
+        elif isinstance(prompt, Lasso):
+            positive.append(lasso_points(prompt.array_rc, per_lasso))
     return Evidence(np.concatenate(positive), np.concatenate(negative))
 
 
@@ -421,7 +519,8 @@ def _paint_strokes(mask_rc: np.ndarray, strokes: tuple[Stroke, ...]) -> np.ndarr
 
 
 def point_model_prompt(prompts: SlicePrompts, previous: Candidate | None, policy: PromptPolicy) -> ModelPrompt:
-    """What a point-capable model is given: clicks, strokes as sampled points, the box, the previous logits."""
+    """What a point-capable model is given: clicks, strokes as sampled points, lassos as points deep
+    inside them, the box, the previous logits."""
     coords, labels = [np.zeros((0, 2))], [np.zeros(0, dtype=np.int64)]
     for prompt in prompts.items:
         if isinstance(prompt, Point):
@@ -431,6 +530,10 @@ def point_model_prompt(prompts: SlicePrompts, previous: Candidate | None, policy
             samples = sample_stroke(prompt.array_rc, policy.points_per_stroke)
             coords.append(samples)
             labels.append(np.full(len(samples), int(prompt.positive)))
+        elif isinstance(prompt, Lasso):
+            samples = lasso_points(prompt.array_rc, policy.points_per_lasso)
+            coords.append(samples)
+            labels.append(np.ones(len(samples), dtype=np.int64))
     points_rc, point_labels = np.concatenate(coords), np.concatenate(labels).astype(np.int64)
     box = prompts.box
     return ModelPrompt(
@@ -456,7 +559,7 @@ def _decode_box_only(engine: SliceEngine, axis: str, index: int, prompts: SliceP
     shape_rc = engine.slice_shape(axis)
     latest = prompts.latest
     edited = None
-    if isinstance(latest, Box):
+    if isinstance(latest, (Box, Lasso)):
         boxes = np.asarray([latest.box_rc], dtype=float)
     elif previous is None or previous.box_rc is None:
         if not latest.positive:
@@ -490,7 +593,7 @@ def _decode_box_only(engine: SliceEngine, axis: str, index: int, prompts: SliceP
     competes = policy.edit_competes_for_clicks if isinstance(latest, Point) else policy.edit_competes_for_strokes
     if edited is not None and competes:
         options.append((edited, previous.iou, previous.low_res_logits, previous.box_rc))
-    evidence = evidence_of(prompts.items, policy.points_per_stroke)
+    evidence = evidence_of(prompts.items, policy.points_per_stroke, policy.points_per_lasso)
 
     def score(option) -> float:
         mask, iou = option[0], option[1]
@@ -512,9 +615,11 @@ def decode_slice(engine: SliceEngine, axis: str, index: int, prompts: SlicePromp
     """The mask for ``prompts`` on one slice, refining ``previous`` (the slice's result before
     the latest prompt).  Never encodes a slice that is already in the engine's cache."""
     if not prompts.items:
-        raise PromptError("no prompt on the slice", None, "place a point, a box or a stroke")
+        raise PromptError("no prompt on the slice", None, "place a point, a box, a stroke or a lasso")
     decode = _decode_box_only if engine.model.spec.box_only else _decode_point_model
     candidate = decode(engine, axis, index, prompts, previous, policy)
-    if not prompts.strokes:
-        return candidate
-    return replace(candidate, mask_rc=_paint_strokes(candidate.mask_rc, prompts.strokes))
+    mask_rc = candidate.mask_rc
+    if isinstance(prompts.latest, Lasso):
+        mask_rc = mask_rc & lasso_mask(prompts.latest.array_rc, mask_rc.shape)
+    mask_rc = _paint_strokes(mask_rc, prompts.strokes)
+    return candidate if mask_rc is candidate.mask_rc else replace(candidate, mask_rc=mask_rc)

@@ -43,6 +43,7 @@ from .prompts import (
     SlicePrompts,
     decode_slice,
     make_box,
+    make_lasso,
     make_point,
     make_stroke,
 )
@@ -110,7 +111,7 @@ class LabelChange:
 
 @dataclass(frozen=True)
 class Action:
-    """One undoable step; ``kind`` is point, box, stroke, clear, reject, accept or erase."""
+    """One undoable step; ``kind`` is point, box, stroke, lasso, clear, reject, accept or erase."""
 
     kind: str
     segment: int
@@ -236,6 +237,12 @@ class AnnotationSession:
                    positive: bool = True) -> tuple[np.ndarray, float]:
         """Add a free-hand stroke through ``points_rc`` (N, 2); returns the updated candidate."""
         return self._prompt("stroke", segment, axis, index, lambda shape: make_stroke(points_rc, positive, shape))
+
+    def add_lasso(self, segment: int, axis: str, index: int, outline_rc) -> tuple[np.ndarray, float]:
+        """Add a lasso: a closed outline through ``outline_rc`` (N, 2) drawn around the object.  Its
+        bounding box becomes the slice's box (replacing an earlier one), its inside positive
+        evidence, and the candidate keeps to its inside; returns the updated candidate."""
+        return self._prompt("lasso", segment, axis, index, lambda shape: make_lasso(outline_rc, shape))
 
     def _prompt(self, kind: str, segment: int, axis: str, index: int,
                 make: Callable[[tuple[int, int]], Prompt]) -> tuple[np.ndarray, float]:

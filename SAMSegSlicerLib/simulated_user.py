@@ -1,6 +1,6 @@
-"""Simulated users for ``samseg evaluate``: the ``clicks`` and ``scribbles`` protocols.
+"""Simulated users for ``samseg evaluate``: the ``clicks``, ``scribbles`` and ``lasso`` protocols.
 
-Both drive a real :class:`~.session.AnnotationSession` slice by slice, exactly as a person in
+All drive a real :class:`~.session.AnnotationSession` slice by slice, exactly as a person in
 the GUI would, on every slice (of the chosen axis) that holds the label, and accept the
 slice's candidate when done; the committed label map is the prediction.
 
@@ -10,6 +10,10 @@ slice's candidate when done; the committed label map is the prediction.
 * ``scribbles`` -- one positive stroke along the medial axis of the label's largest piece,
   then up to K-1 corrective strokes along the medial axis of the largest error region
   (positive inside a miss, negative inside a false positive).
+* ``lasso`` -- one lasso around the label's largest piece, drawn as a person would: the piece's
+  outline widened by ``LASSO_MARGIN_PX``, sampled to one point per 4 pixels of length (within
+  ``LASSO_POINTS``), each point moved at random (normal, ``LASSO_JITTER_PX``; seeded by
+  ``EvalOptions.seed``); then up to K-1 corrective strokes as in ``scribbles``.
 
 A user stops early on a slice with no error left.  K is ``EvalOptions.clicks``.  Because the
 first k prompts do not depend on K, one run also reports, in ``dice_after_prompt``, the 3-D Dice
@@ -18,6 +22,7 @@ the user would have had after 1, 2, ..., K prompts per slice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +30,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from .prompts import sample_stroke
 from .session import AnnotationSession
 
 if TYPE_CHECKING:
@@ -33,6 +39,10 @@ if TYPE_CHECKING:
 
 SEGMENT = 1
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))
+_CLOCKWISE = ((0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1))  # from west
+LASSO_MARGIN_PX = 1.5
+LASSO_POINTS = (20, 40)
+LASSO_JITTER_PX = 0.75
 
 
 def _distance_inside(mask_rc: np.ndarray) -> np.ndarray:
@@ -112,7 +122,58 @@ def medial_path(mask_rc: np.ndarray) -> np.ndarray:
     return path_rc[deep] if deep.any() else path_rc
 
 
-def _run(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions, strokes: bool) -> ProtocolOutcome:
+def trace_outline(mask_rc: np.ndarray) -> np.ndarray:
+    """The border pixels (N, 2) of the mask's largest piece in order, clockwise from its top-left
+    pixel (Moore-neighbour tracing; a pixel recurs where the piece is one pixel thin)."""
+    piece = np.pad(largest_piece(mask_rc), 1)
+    start = tuple(int(v) for v in np.argwhere(piece)[0])
+    outline, current, back = [start], start, 0  # back: where the background pixel behind us lies
+    while True:
+        for turn in range(1, 9):
+            direction = (back + turn) % 8
+            ahead = (current[0] + _CLOCKWISE[direction][0], current[1] + _CLOCKWISE[direction][1])
+            if piece[ahead]:
+                break
+        else:  # a single pixel
+            break
+        if current == start and len(outline) > 1 and ahead == outline[1]:
+            outline.pop()  # back at the start, about to go round again
+            break
+        behind = _CLOCKWISE[(direction - 1) % 8]  # the background pixel checked just before ``ahead``
+        back = _CLOCKWISE.index((current[0] + behind[0] - ahead[0], current[1] + behind[1] - ahead[1]))
+        outline.append(ahead)
+        current = ahead
+    return np.asarray(outline, dtype=float) - 1
+
+
+def lasso_outline(mask_rc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The outline (N, 2) a person draws around the mask's largest piece: its border widened by
+    ``LASSO_MARGIN_PX``, sampled evenly to one point per 4 pixels of length (``LASSO_POINTS``
+    at least and at most), each point moved by normal noise of ``LASSO_JITTER_PX``."""
+    widened = ndimage.distance_transform_edt(~largest_piece(mask_rc)) <= LASSO_MARGIN_PX
+    border = trace_outline(ndimage.binary_fill_holes(widened))
+    ring = np.concatenate([border, border[:1]])
+    length = float(np.linalg.norm(np.diff(ring, axis=0), axis=1).sum())
+    count = int(np.clip(round(length / 4), *LASSO_POINTS))
+    outline = sample_stroke(ring, count + 1)[:-1] + rng.normal(0.0, LASSO_JITTER_PX, (count, 2))
+    return outline.clip(0, np.asarray(mask_rc.shape) - 1)
+
+
+Draw = Callable[[AnnotationSession, str, int, np.ndarray, bool], None]
+
+
+def _click(session: AnnotationSession, axis: str, index: int, region: np.ndarray, positive: bool) -> None:
+    session.add_point(SEGMENT, axis, index, interior_point(region), positive)
+
+
+def _stroke(session: AnnotationSession, axis: str, index: int, region: np.ndarray, positive: bool) -> None:
+    session.add_stroke(SEGMENT, axis, index, medial_path(region), positive)
+
+
+def _run(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions, first: Draw,
+         correct: Draw) -> ProtocolOutcome:
+    """Per slice holding the label: ``first`` on the label, then up to K-1 times ``correct`` on
+    the largest error; the slice is accepted when done."""
     from .evaluation import ProtocolOutcome, dice, label_slices
 
     axis = options.axis
@@ -126,15 +187,12 @@ def _run(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions, strok
         truth_rc = truth[index]
         for step in range(budget):
             if step == 0:
-                region, positive = truth_rc, True
+                first(session, axis, index, truth_rc, True)
             else:
                 region, positive = largest_error(truth_rc, session.candidate_mask(SEGMENT, axis, index))
                 if region is None:
                     break
-            if strokes:
-                session.add_stroke(SEGMENT, axis, index, medial_path(region), positive)
-            else:
-                session.add_point(SEGMENT, axis, index, interior_point(region), positive)
+                correct(session, axis, index, region, positive)
             prompts += 1
             decodes += session.candidate(SEGMENT, axis, index).decodes
             for later in range(step, budget):
@@ -148,9 +206,20 @@ def _run(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions, strok
 
 def clicks_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions) -> ProtocolOutcome:
     """Per slice: a click at the label's most interior point, then K-1 corrective clicks."""
-    return _run(engine, truth_kji, options, strokes=False)
+    return _run(engine, truth_kji, options, _click, _click)
 
 
 def scribbles_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions) -> ProtocolOutcome:
     """Per slice: a stroke along the label's medial axis, then K-1 corrective strokes."""
-    return _run(engine, truth_kji, options, strokes=True)
+    return _run(engine, truth_kji, options, _stroke, _stroke)
+
+
+def lasso_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions) -> ProtocolOutcome:
+    """Per slice: a lasso around the label (imprecise, seeded by ``options.seed``), then K-1
+    corrective strokes."""
+    rng = np.random.default_rng(options.seed)
+
+    def lasso(session: AnnotationSession, axis: str, index: int, region: np.ndarray, positive: bool) -> None:
+        session.add_lasso(SEGMENT, axis, index, lasso_outline(region, rng))
+
+    return _run(engine, truth_kji, options, lasso, _stroke)

@@ -13,6 +13,7 @@ from SAMSegSlicerLib.errors import InputError, PromptError
 from SAMSegSlicerLib.evaluation import dice
 from SAMSegSlicerLib.factory import EngineOptions, make_engine
 from SAMSegSlicerLib.geometry import AXES
+from SAMSegSlicerLib.prompts import Box, Lasso, lasso_mask
 from SAMSegSlicerLib.session import (
     AnnotationSession,
     SessionHooks,
@@ -20,7 +21,7 @@ from SAMSegSlicerLib.session import (
     slice_for_view,
     slice_rc_to_ras,
 )
-from SAMSegSlicerLib.simulated_user import interior_point, medial_path
+from SAMSegSlicerLib.simulated_user import interior_point, lasso_outline, medial_path
 from SAMSegSlicerLib.volume import read_volume
 
 AXIS = "axial"
@@ -109,6 +110,30 @@ def test_strokes_positive_and_negative(session, organs):
     assert session.candidate_mask(KIDNEY, AXIS, index) is mask
 
 
+def test_lasso_then_stroke_undo_redo_and_log(engine_ct3mm, organs, tmp_path):
+    index, spleen, _ = organs
+    log = tmp_path / "log.jsonl"
+    session = AnnotationSession(engine_ct3mm, log_path=log)
+    outline = lasso_outline(spleen, np.random.default_rng(0))
+    lassoed, _ = session.add_lasso(SPLEEN, AXIS, index, outline)
+    assert dice(lassoed, spleen) > 0.97  # measured 0.983
+    assert not (lassoed & ~lasso_mask(outline, spleen.shape)).any()  # kept inside the lasso
+    prompts = session.prompts(SPLEEN, AXIS, index)
+    assert prompts.items == (Lasso(tuple(map(tuple, outline))),) and prompts.box == Box(prompts.items[0].box_rc)
+    rows, cols = np.nonzero(lassoed)
+    cut = [[rows.min(), int(np.median(cols))], [rows.max(), int(np.median(cols))]]
+    after, _ = session.add_stroke(SPLEEN, AXIS, index, cut, positive=False)
+    counts = _counts(engine_ct3mm)
+    assert session.undo().kind == "stroke" and session.candidate_mask(SPLEEN, AXIS, index) is lassoed
+    assert session.undo().kind == "lasso" and session.candidate_mask(SPLEEN, AXIS, index) is None
+    assert session.redo().kind == "lasso" and session.candidate_mask(SPLEEN, AXIS, index) is lassoed
+    assert session.redo().kind == "stroke" and session.candidate_mask(SPLEEN, AXIS, index) is after
+    assert _counts(engine_ct3mm) == counts  # undo/redo: no decoding, no encoding
+    first = json.loads(log.read_text().splitlines()[0])
+    assert first["action"] == "lasso" and first["prompt"]["type"] == "lasso" and first["decodes"] == 1
+    assert len(first["prompt"]["outline_rc"]) == len(outline)
+
+
 def test_segments_are_isolated(session, organs):
     index, spleen, kidney = organs
     spleen_mask, _ = session.add_point(SPLEEN, AXIS, index, interior_point(spleen))
@@ -170,6 +195,7 @@ def test_reject_and_accept_nothing(session, organs):
     (lambda s, i: s.add_point(1, AXIS, i, (500, 3)), "outside"),
     (lambda s, i: s.set_box(1, AXIS, i, (10, 10, 10, 40)), "degenerate box"),
     (lambda s, i: s.add_stroke(1, AXIS, i, []), "empty stroke"),
+    (lambda s, i: s.add_lasso(1, AXIS, i, [(20, 20), (30, 30), (20, 20)]), "at least 3 distinct points"),
     (lambda s, i: s.add_point(1, AXIS, i, (20, 20), positive=False), "negative prompt needs a result"),
     (lambda s, i: s.add_point(1, AXIS, 9999, (20, 20)), "outside 0.."),
     (lambda s, i: s.add_point(1, "oblique", i, (20, 20)), "unknown axis"),
