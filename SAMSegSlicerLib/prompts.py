@@ -191,8 +191,8 @@ def make_lasso(points_rc, shape_rc: tuple[int, int]) -> Lasso:
     rows, cols = values[:, 0], values[:, 1]
     area = 0.5 * abs(float(np.dot(rows, np.roll(cols, -1)) - np.dot(cols, np.roll(rows, -1))))
     if area < 1.0:
-        raise PromptError(f"the lasso encloses {area:g} square pixels: its points lie (nearly) on one line",
-                          None, "draw around the object")
+        raise PromptError(f"the lasso encloses {area:g} square pixels (at least 1 needed)", None,
+                          "draw around the object")
     span = values.max(axis=0) - values.min(axis=0)
     if span.min() < 1:
         raise PromptError(f"the lasso spans {span[0]:g}x{span[1]:g} pixels: it must span at least 2x2 pixels",
@@ -262,13 +262,20 @@ def lasso_mask(outline_rc: np.ndarray, shape_rc: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape_rc, dtype=bool)
     low = np.maximum(np.ceil(outline_rc.min(axis=0)), 0).astype(int)
     high = np.minimum(np.floor(outline_rc.max(axis=0)), np.asarray(shape_rc) - 1).astype(int)
-    rows, cols = np.mgrid[low[0]:high[0] + 1, low[1]:high[1] + 1].astype(float)
-    inside = np.zeros(rows.shape, dtype=bool)
-    for (r0, c0), (r1, c1) in zip(ring[:-1], ring[1:]):
-        crosses = (r0 > rows) != (r1 > rows)
-        if r1 != r0:
-            inside ^= crosses & (cols < c0 + (rows - r0) * (c1 - c0) / (r1 - r0))
-    mask[low[0]:high[0] + 1, low[1]:high[1] + 1] = inside
+    if np.all(high >= low):
+        # Scanlines: each edge crosses the rows between its ends once; a pixel is inside when an
+        # odd number of crossings lie to its right.  ``right[row, k]`` counts crossings whose
+        # first pixel to the right is column ``low + k``.
+        right = np.zeros((high[0] - low[0] + 1, high[1] - low[1] + 2), dtype=np.int64)
+        for (r0, c0), (r1, c1) in zip(ring[:-1], ring[1:]):
+            rows = np.arange(max(np.ceil(min(r0, r1)), low[0]), min(np.ceil(max(r0, r1)) - 1, high[0]) + 1)
+            if r0 == r1 or not len(rows):
+                continue
+            cols = c0 + (rows - r0) * (c1 - c0) / (r1 - r0)
+            first = np.clip(np.ceil(cols) - low[1], 0, right.shape[1] - 1).astype(np.int64)
+            np.add.at(right, (rows.astype(np.int64) - low[0], first), 1)
+        crossings = np.cumsum(right[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        mask[low[0]:high[0] + 1, low[1]:high[1] + 1] = crossings % 2 == 1
     pixels = stroke_pixels(ring, shape_rc)
     mask[pixels[:, 0], pixels[:, 1]] = True
     return mask

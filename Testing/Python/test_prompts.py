@@ -86,6 +86,9 @@ def test_lasso_inside_is_filled_and_its_points_lie_deep_inside():
     triangle = lasso_mask(np.array([[0, 0], [20, 10], [0, 20]]), SHAPE)
     assert triangle[1, 1:20].all() and triangle[15, 8:13].all() and not triangle[15, 5] and not triangle[15, 15]
     assert lasso_mask(np.array([[30, 50], [30, 70], [50, 70], [50, 50]]), SHAPE).sum() == 10 * 10  # clipped
+    u_shape = lasso_mask(np.array([[5, 5], [25, 5], [25, 35], [5, 35], [5, 25], [18, 25], [18, 15], [5, 15]]), SHAPE)
+    assert u_shape[20, 5:36].all() and u_shape[10, 5:16].all() and not u_shape[10, 16:25].any()  # the notch is out
+    assert u_shape.sum() == 21 * 31 - 13 * 9
     points = lasso_points(np.array([[0, 0], [0, 30], [20, 30], [20, 0]]), 4)
     assert points.shape == (4, 2) and points[0].tolist() == [10.0, 15.0]  # the most interior pixel, central
     assert np.all((points >= 5) & (points <= [15, 25]))  # at least half as deep
