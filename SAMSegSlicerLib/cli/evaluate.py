@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("labels", help="label map (may be on another grid: resampled nearest-neighbour)")
     parser.add_argument("--labels", dest="label_values", required=True, help="label values, e.g. 1,2,3,5,6")
     parser.add_argument("--protocol", default="box", choices=sorted(PROTOCOLS), help="simulated user (default box)")
-    parser.add_argument("--clicks", type=int, default=1, help="prompts per slice for clicks/scribbles (K)")
+    parser.add_argument("--clicks", type=int, default=1, help="prompts per slice for clicks/scribbles/lasso (K)")
     parser.add_argument("--jitter", type=finite_number(minimum=0.0), default=0.0,
                         help="box protocol: move each box edge up to PX pixels")
     parser.add_argument("--seed-slices", type=int, default=1, help="propagate protocol: seed slices per label")
