@@ -77,3 +77,16 @@ def test_assist_learn_stops_promptly_and_writes_no_adapter(tmp_path, data_dir):
     assert "Traceback" not in err and "Abort" not in err
     assert err.strip().splitlines()[-1] == "samseg: interrupted; no output was written"
     assert sorted(Path(p).name for p in tmp_path.iterdir()) == []
+
+
+def test_propagate_stops_promptly_and_writes_no_label_map(tmp_path, data_dir):
+    out = tmp_path / "labels.nii.gz"
+    case = data_dir / "ct_abdomen_3mm"
+    returned, err, seconds = _interrupt_when(
+        ["propagate", case / "image.nii.gz", "--seed", case / "labels.nii.gz", "--label-value", "5", "--out", out,
+         "--no-cache"], "seed slice(s)", signal.SIGINT)
+    assert returned == 130, err
+    assert seconds < STOP_LIMIT_S, err
+    assert "Traceback" not in err and "Abort" not in err
+    assert err.strip().splitlines()[-1] == "samseg: interrupted; no output was written"
+    assert sorted(Path(p).name for p in tmp_path.iterdir()) == []
