@@ -17,6 +17,8 @@ import slicer
 import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
+from SAMSegSlicerLib.controller import DRAG_TOOLS
+
 POSITIVE_COLOR = (0.25, 0.9, 0.45)
 NEGATIVE_COLOR = (0.95, 0.3, 0.3)
 BOX_COLOR = (1.0, 0.85, 0.1)
@@ -139,14 +141,12 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
             if confirmed in (self.scriptedEffect.NotConfirmed, self.scriptedEffect.ConfirmedWithDialog):
                 return True
             ras = self.xyToRas(callerInteractor.GetEventPosition(), viewWidget)
-            if tool in ("positive_point", "negative_point"):
-                positive = tool == "positive_point"
-                self.prompt(lambda target, sliceNode: controller.add_point(target, sliceNode, ras, positive),
-                            viewWidget)
-            else:
+            if tool in DRAG_TOOLS:
                 self.drag = _Drag(viewWidget, tool, [ras])
                 self.scriptedEffect.cursorOff(viewWidget)
                 pipeline.showDrag(self.drag)
+            else:
+                self.prompt(lambda target, sliceNode: controller.prompt(target, sliceNode, tool, [ras]), viewWidget)
             return True
 
         if self.drag is None or self.drag.viewWidget is not viewWidget:
@@ -162,13 +162,8 @@ Model, tools and propagation are in the SAMSeg module.</html>"""
             drag.add(self.xyToRas(callerInteractor.GetEventPosition(), viewWidget))
             self.scriptedEffect.cursorOn(viewWidget)
             pipeline.showDrag(None)
-            points = drag.points_ras
-            if drag.tool == "box" and len(points) >= 2:
-                self.prompt(lambda target, sliceNode: controller.set_box(target, sliceNode, points[0], points[-1]),
-                            viewWidget)
-            elif drag.tool in ("positive_stroke", "negative_stroke") and len(points) >= 2:
-                positive = drag.tool == "positive_stroke"
-                self.prompt(lambda target, sliceNode: controller.add_stroke(target, sliceNode, points, positive),
+            if len(drag.points_ras) >= 2:
+                self.prompt(lambda target, sliceNode: controller.prompt(target, sliceNode, drag.tool, drag.points_ras),
                             viewWidget)
             return True
         return False

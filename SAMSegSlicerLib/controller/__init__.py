@@ -6,13 +6,14 @@ banned-import rule, ``ruff.toml`` beside this file).  Hosts -- the Slicer module
 inject how ``poll`` is scheduled and how segments are written (``host.py``).
 """
 
-from .annotation_controller import TOOLS, AnnotationController
+from .annotation_controller import DRAG_TOOLS, TOOLS, AnnotationController
 from .editor_logic_writer import EditorLogicWriter
 from .host import ManualScheduler, Scheduler, SegmentWriter
 from .settings import AnnotationSettings
 from .target import AnnotationTarget, PromptDisplay, SliceKey
 
 __all__ = [
+    "DRAG_TOOLS",
     "TOOLS",
     "AnnotationController",
     "AnnotationSettings",

@@ -52,6 +52,8 @@ from .settings import AnnotationSettings
 from .target import AnnotationTarget, PromptDisplay, SliceKey, SliceUpdate
 
 TOOLS = ("positive_point", "negative_point", "box", "positive_stroke", "negative_stroke")
+# Tools used by dragging (press, move, release); the others act on the press.
+DRAG_TOOLS = ("box", "positive_stroke", "negative_stroke")
 
 
 class _Annotation:
@@ -97,6 +99,7 @@ class AnnotationController:
         self.progress_listeners: list[Callable[[int, int, str], None]] = []
         self.last_slice: SliceKey | None = None
         self.last_slice_node = None
+        self.last_prompt_seconds = 0.0  # the session's time for the last slice action (decoding included)
         self._worker = worker
         self.jobs = JobQueue()
         self._cache = cache
@@ -267,6 +270,21 @@ class AnnotationController:
         return "not loaded" if self._model is None else f"{self._model.spec.name} on {self._model.device}"
 
     # --- prompts --------------------------------------------------------------------------------
+    def prompt(self, target: AnnotationTarget, slice_node, tool: str, points_ras) -> Future:
+        """A gesture of ``tool`` in a slice view, as every host's effect reports it: the pressed point for a point
+        tool, the dragged path (world RAS) for the others -- a box spans its first and last points."""
+        if tool not in TOOLS:
+            raise PromptError(f"unknown tool {tool!r}", None, f"use one of {', '.join(TOOLS)}")
+        points_ras = [np.asarray(p, dtype=float) for p in points_ras]
+        if tool in DRAG_TOOLS and len(points_ras) < 2:
+            raise PromptError(f"a {tool.replace('_', ' ')} needs a drag, not a click", None,
+                              "press, drag and release in the view")
+        if tool in ("positive_point", "negative_point"):
+            return self.add_point(target, slice_node, points_ras[0], tool == "positive_point")
+        if tool == "box":
+            return self.set_box(target, slice_node, points_ras[0], points_ras[-1])
+        return self.add_stroke(target, slice_node, points_ras, tool == "positive_stroke")
+
     def add_point(self, target: AnnotationTarget, slice_node, point_ras, positive: bool) -> Future:
         """A click at a world point in a slice view."""
         annotation, view = self._resolve_view(target, slice_node)
@@ -365,6 +383,7 @@ class AnnotationController:
                     self._submit_session_step(target, key, label, options, cancel, undo=True)
                     raise
             self.history.push(Command(kind, target, key, session_action=True, segment_edit=edit))
+            self.last_prompt_seconds = update.seconds
             self._apply_slice_update(target, update)
             if kind is CommandKind.PROMPT:
                 encoded = "was encoded" if update.encoded_before else "encoded now"

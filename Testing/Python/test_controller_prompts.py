@@ -14,14 +14,10 @@ from SAMSegSlicerLib.controller.mrml_geometry import volume_from_node
 
 
 def place(controller, slicer_scene, target, view, tool, points_ras):
-    """What the effect does for a click (point) or a drag (box, scribble) in ``view``."""
-    slice_node = slicer_scene.slice_node(view)
+    """What an effect does for a click (point tools) or a drag (box, scribble) in ``view``: the clicked pixels,
+    back in world coordinates, handed to ``controller.prompt``."""
     clicked = [slicer_scene.click_ras(view, p) for p in points_ras]
-    if tool in ("positive_point", "negative_point"):
-        return controller.add_point(target, slice_node, clicked[0], tool == "positive_point")
-    if tool == "box":
-        return controller.set_box(target, slice_node, clicked[0], clicked[-1])
-    return controller.add_stroke(target, slice_node, clicked, tool == "positive_stroke")
+    return controller.prompt(target, slicer_scene.slice_node(view), tool, clicked)
 
 
 def scroll_to(slicer_scene, volume, view, axis, index, points_rc):
