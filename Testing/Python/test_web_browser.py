@@ -1,0 +1,169 @@
+"""``samseg web`` in a real browser (Debian's chromium driven by Playwright): ct_abdomen_3mm opened from the command
+line; a click in the axial view, a box in the coronal view and a scribble in the sagittal view, each accepted and
+checked by Dice in the file the page saves; propagation with 3-D Dice, undo and redo; .seg.nrrd and NIfTI saves that
+read back equal; a bad upload that changes nothing; no error in the browser console."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from SAMSegScenarios import STRUCTURES, dice, largest_slice, prompt_points_rc
+from web_page import CHROMIUM, SamSegPage, WebServer
+
+from SAMSegSlicerLib.simulated_user import interior_point
+from SAMSegSlicerLib.volume import read_labelmap, read_volume
+
+REPO = Path(__file__).resolve().parents[2]
+# The axial slice of the liver clicked (its cross-section is compact there): a single click on a large organ
+# reaches only about 0.75 with the box-trained LiteMedSAM (0.47 on its largest slice); the spleen 0.97.
+LIVER_CLICK_SLICE = 89
+MIN_DICE = {"click": 0.70, "box": 0.93, "scribble": 0.80, "propagation": 0.85}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def a_data_folder(tmp_path_factory, data_dir) -> Path:
+    folder = tmp_path_factory.mktemp("web-data")
+    shutil.copy(data_dir / "ct_abdomen_3mm" / "image.nii.gz", folder / "ct_abdomen_3mm.nii.gz")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def a_web_server(a_data_folder, tmp_path_factory):
+    server = WebServer(a_data_folder / "ct_abdomen_3mm.nii.gz", a_data_folder,
+                       tmp_path_factory.mktemp("web-log") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def a_page(chromium, a_web_server) -> SamSegPage:
+    page = chromium.new_page(viewport={"width": 1400, "height": 900})
+    yield SamSegPage(page, a_web_server.url)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def ct(data_dir):
+    volume = read_volume(data_dir / "ct_abdomen_3mm" / "image.nii.gz")
+    return volume, read_labelmap(data_dir / "ct_abdomen_3mm" / "labels.nii.gz", volume)
+
+
+def saved_labels(a_page, a_data_folder, ct, name: str) -> np.ndarray:
+    a_page.save_as(name)
+    return read_labelmap(a_data_folder / name, ct[0])
+
+
+def test_a_click_on_the_liver_in_the_axial_view_is_accepted_into_the_segment(a_page, a_data_folder, ct):
+    volume, labels = ct
+    reference_rc = volume.axes("axial").take(labels == STRUCTURES["liver"], LIVER_CLICK_SLICE)
+    point_ras = volume.ijk_to_ras_points(volume.axes("axial").rc_to_ijk(LIVER_CLICK_SLICE,
+                                                                       interior_point(reference_rc)[None]))
+    a_page.choose_tool("positive_point")
+    a_page.show_slice("Red", LIVER_CLICK_SLICE)
+    a_page.wait_for_change(a_page.gesture("Red", point_ras, drag=False))
+    a_page.act("accept")
+    saved = saved_labels(a_page, a_data_folder, ct, "click.seg.nrrd")
+    score = dice(volume.axes("axial").take(saved == 1, LIVER_CLICK_SLICE), reference_rc)
+    print(f"click on the liver, axial slice {LIVER_CLICK_SLICE}: Dice {score:.3f}")
+    assert score >= MIN_DICE["click"]
+    assert (saved == 1).sum() == (volume.axes("axial").take(saved, LIVER_CLICK_SLICE) == 1).sum()
+    assert a_page.errors == []
+
+
+def test_a_box_in_the_coronal_view_and_a_scribble_in_the_sagittal_view_go_to_new_segments(
+        a_page, a_data_folder, ct):
+    volume, labels = ct
+    cases = (("Green", "coronal", "box", "liver", "bounding_box", True),
+             ("Yellow", "sagittal", "positive_stroke", "spleen", "diagonal", True))
+    for segment, (view, axis, tool, structure, at, drag) in enumerate(cases, start=2):
+        a_page.press("add-segment")
+        a_page.wait_until(lambda segment=segment: len(a_page.state("samseg_segments")) == segment, "a new segment")
+        index, reference_rc = largest_slice(volume, labels == STRUCTURES[structure], axis)
+        points_ras = volume.ijk_to_ras_points(volume.axes(axis).rc_to_ijk(index, prompt_points_rc(at, reference_rc)))
+        a_page.choose_tool(tool)
+        a_page.show_slice(view, index)
+        a_page.wait_for_change(a_page.gesture(view, points_ras, drag=drag))
+        a_page.act("accept")
+    saved = saved_labels(a_page, a_data_folder, ct, "views.seg.nrrd")
+    for segment, (view, axis, tool, structure, _, _) in enumerate(cases, start=2):
+        index, reference_rc = largest_slice(volume, labels == STRUCTURES[structure], axis)
+        score = dice(volume.axes(axis).take(saved == segment, index), reference_rc)
+        print(f"{tool} on the {structure} in the {view} view ({axis} {index}): Dice {score:.3f}")
+        assert score >= MIN_DICE["box" if tool == "box" else "scribble"]
+    assert a_page.errors == []
+
+
+def test_propagation_undo_and_redo_from_the_page(a_page, a_data_folder, ct):
+    volume, labels = ct
+    liver = labels == STRUCTURES["liver"]
+    a_page.press("add-segment")
+    a_page.wait_until(lambda: len(a_page.state("samseg_segments")) == 4, "a new segment")
+    index, reference_rc = largest_slice(volume, liver, "axial")
+    corners_ras = volume.ijk_to_ras_points(volume.axes("axial").rc_to_ijk(
+        index, prompt_points_rc("bounding_box", reference_rc)))
+    a_page.choose_tool("box")
+    a_page.show_slice("Red", index)
+    a_page.wait_for_change(a_page.gesture("Red", corners_ras[::-1], drag=True))  # from the lower right corner
+    a_page.act("accept")
+    seed = saved_labels(a_page, a_data_folder, ct, "seed.seg.nrrd") == 4
+    a_page.act("propagate")
+    a_page.wait_until(lambda: "Propagation added" in a_page.state("samseg_status"), "propagation")
+    propagated = saved_labels(a_page, a_data_folder, ct, "propagated.seg.nrrd") == 4
+    score = dice(propagated, liver)
+    print(f"propagation from the page: 3-D Dice {score:.3f}; {a_page.state('samseg_status')}")
+    assert score >= MIN_DICE["propagation"]
+    a_page.act("undo")
+    np.testing.assert_array_equal(saved_labels(a_page, a_data_folder, ct, "undone.seg.nrrd") == 4, seed)
+    a_page.act("redo")
+    np.testing.assert_array_equal(saved_labels(a_page, a_data_folder, ct, "redone.seg.nrrd") == 4, propagated)
+    assert a_page.errors == []
+
+
+def test_a_nifti_save_holds_the_same_labels_as_the_segmentation_file(a_page, a_data_folder, ct):
+    as_seg = saved_labels(a_page, a_data_folder, ct, "all.seg.nrrd")
+    as_nifti = saved_labels(a_page, a_data_folder, ct, "all.nii.gz")
+    np.testing.assert_array_equal(as_nifti, as_seg)
+    assert set(np.unique(as_seg)) == {0, 1, 2, 3, 4}
+    screenshots = Path(os.environ.get("SAMSEG_SCREENSHOTS", a_data_folder))
+    screenshots.mkdir(parents=True, exist_ok=True)
+    a_page.page.screenshot(path=str(screenshots / "web.png"))
+    assert a_page.errors == []
+
+
+def test_a_bad_upload_is_refused_in_the_page_and_changes_nothing(a_page, a_data_folder, tmp_path):
+    before = sorted(p.name for p in a_data_folder.rglob("*"))
+    bad = tmp_path / "notes.nii.gz"
+    bad.write_bytes(b"this is not an image")
+    a_page.page.set_input_files("#samseg-upload", str(bad))
+    a_page.wait_until(lambda: "not a usable volume" in a_page.state("samseg_status"), "the refusal")
+    assert "notes.nii.gz" in a_page.state("samseg_status")
+    assert sorted(p.name for p in a_data_folder.rglob("*") if p.name != "uploads") == \
+        [name for name in before if name != "uploads"]
+    assert not any((a_data_folder / "uploads").glob("*")) if (a_data_folder / "uploads").exists() else True
+    assert a_page.state("samseg_segments"), "the open volume and its segments must stay"
+    assert a_page.errors == []
+
+
+def test_a_path_outside_the_data_folder_is_refused(a_page):
+    a_page.page.evaluate("window.trame.state.set('samseg_file', '../../etc/passwd')")
+    a_page.press("open")
+    a_page.wait_until(lambda: "outside the data folder" in a_page.state("samseg_status"), "the refusal")
+    assert a_page.errors == []
