@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ..assist import load_adapter
-from ..errors import InputError
+from pathlib import Path
+
+from ..assist import PromptAdapter, load_adapter
+from ..errors import InputError, ModelError
 from ..evaluation import PROTOCOLS, EvalOptions, check_label_values, run_evaluation
+from ..models.registry import ModelSpec, resolve_spec
+from ..models.sam_model import model_identity
 from ..volume import read_labelmap
 from .common import (
     add_model_args,
@@ -50,6 +54,8 @@ def run(args) -> int:
         raise InputError("--assist-slices must be a positive count, and not given with --adapter", None,
                          "e.g. --assist-slices 2, or --adapter FILE alone")
     adapter = load_adapter(args.adapter) if args.adapter else None
+    if adapter is not None:
+        check_adapter_model(adapter, args.adapter, resolve_spec(args.model, args.checkpoint, args.arch))
     values = parse_int_list(args.label_values, "labels")
     volume = open_volume(args.image)
     labels_kji = read_labelmap(args.labels, volume)
@@ -64,3 +70,15 @@ def run(args) -> int:
         write_json(json_out, evaluation.as_json())
         report(f"wrote {json_out}")
     return 0
+
+
+def check_adapter_model(adapter: PromptAdapter, path: str, spec: ModelSpec) -> None:
+    """An adapter learned with other weights than a registered model's is refused before the model loads
+    (a registered model's identity comes from its published checksum; a user checkpoint's is checked
+    once it is loaded)."""
+    if spec.checksum is None:
+        return
+    weights = model_identity(spec, Path(), "").rsplit("/", 1)[0]
+    if adapter.model_weights != weights:
+        raise ModelError(f"the prompt adapter was learned with {adapter.model_weights}, not with {weights}", path,
+                         "learn it again with this model, or give the model it was learned with")

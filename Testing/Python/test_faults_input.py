@@ -243,3 +243,25 @@ def test_inputs_are_checked_before_the_model_loads(capsys, tmp_path, data_dir, c
     code, _, err = _run(capsys, *[a.format(ct=ct_path, tmp=tmp_path, labels=labels) for a in argv])
     assert code == 2 and message in _one_error_line(err)
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_an_adapter_learned_with_other_weights_is_refused_before_the_model_loads(capsys, tmp_path, data_dir,
+                                                                                   ct_path, no_model_load):
+    from SAMSegSlicerLib.assist import TABLE_ROWS, PromptAdapter, save_adapter
+
+    adapter = save_adapter(PromptAdapter("vit_b@0123456789abcdef", np.zeros((TABLE_ROWS, 256), np.float32),
+                                         ("points",)), tmp_path / "vit_b.safetensors")
+    code, _, err = _run(capsys, "evaluate", ct_path, data_dir / "ct_abdomen_small" / "labels.nii.gz",
+                        "--labels", "1", "--adapter", adapter, "--json", tmp_path / "report.json")
+    line = _one_error_line(err)
+    assert code == 2 and "learned with vit_b@0123456789abcdef, not with litemedsam@" in line and str(adapter) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vit_b.safetensors"]
+
+
+def test_an_adapter_learned_with_the_same_weights_passes_the_early_check():
+    from SAMSegSlicerLib.assist import TABLE_ROWS, PromptAdapter
+    from SAMSegSlicerLib.cli.evaluate import check_adapter_model
+    from SAMSegSlicerLib.models.registry import resolve_spec
+
+    adapter = PromptAdapter("litemedsam@79d8c9dca6db4d69", np.zeros((TABLE_ROWS, 256), np.float32), ("points",))
+    check_adapter_model(adapter, "same.safetensors", resolve_spec(None))
