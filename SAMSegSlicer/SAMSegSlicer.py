@@ -218,6 +218,7 @@ class SAMSegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "box": self.ui.boxButton,
             "positive_stroke": self.ui.positiveStrokeButton,
             "negative_stroke": self.ui.negativeStrokeButton,
+            "lasso": self.ui.lassoButton,
         }
         for tool, button in self.toolButtons.items():
             button.connect("clicked()", lambda tool=tool: self.selectTool(tool))
@@ -384,6 +385,7 @@ class SAMSegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "D": lambda: self.selectTool("box"),
             "E": lambda: self.selectTool("positive_stroke"),
             "X": lambda: self.selectTool("negative_stroke"),
+            "L": lambda: self.selectTool("lasso"),
             "Return": lambda: self.run(self.controller.accept),
             "Backspace": lambda: self.run(self.controller.clear_slice),
             "Delete": lambda: self.run(self.controller.erase_slice),

@@ -66,6 +66,7 @@ class SegmentEditorSAMSegEffect(AbstractScriptedSegmentEditorEffect):
 <li><b>Positive / negative point (A / S):</b> click on / beside the object.</li>
 <li><b>Box (D):</b> press, drag and release around the object.</li>
 <li><b>Positive / negative scribble (E / X):</b> drag inside / outside the object.</li>
+<li><b>Lasso (L):</b> drag a closed outline around the object.</li>
 <li><b>Enter:</b> accept the slice into the selected segment; <b>Backspace:</b> clear the slice's prompts;
 <b>Delete:</b> erase the segment from the slice;
 <b>U / Shift+U:</b> undo / redo; <b>P:</b> propagate.</li>
@@ -270,11 +271,12 @@ class _ViewPipeline:
         self.boxes = _Layer(BOX_COLOR, glyphs=False)
         self.positiveStrokes = _Layer(POSITIVE_COLOR, glyphs=False)
         self.negativeStrokes = _Layer(NEGATIVE_COLOR, glyphs=False)
+        self.lassos = _Layer(BOX_COLOR, glyphs=False)
         self.dragLayer = _Layer(BOX_COLOR, glyphs=False)
 
     def layers(self):
         return (self.positivePoints, self.negativePoints, self.boxes, self.positiveStrokes, self.negativeStrokes,
-                self.dragLayer)
+                self.lassos, self.dragLayer)
 
     def actors(self):
         return [layer.actor for layer in self.layers()]
@@ -286,6 +288,7 @@ class _ViewPipeline:
         self.boxes.set(prompts.boxes_ras if prompts else [])
         self.positiveStrokes.set(prompts.positive_strokes_ras if prompts else [])
         self.negativeStrokes.set(prompts.negative_strokes_ras if prompts else [])
+        self.lassos.set(prompts.lassos_ras if prompts else [])
         self.position()
 
     def showDrag(self, drag):

@@ -29,6 +29,7 @@ from ..factory import EngineOptions, make_cache, make_engine
 from ..geometry import ViewSlice, slice_axes
 from ..models import checkpoint_path, load_model, resolve_spec
 from ..models.sam_model import SamModel
+from ..prompts import Box, Lasso
 from ..propagation import propagate, propagation_range
 from ..session import AnnotationSession, ras_to_slice_rc, slice_rc_to_ras
 from ..volume import Volume
@@ -51,9 +52,9 @@ from .segment_region import Block, RegionSnapshot, capture, restore, segment_blo
 from .settings import AnnotationSettings
 from .target import AnnotationTarget, PromptDisplay, SliceKey, SliceUpdate
 
-TOOLS = ("positive_point", "negative_point", "box", "positive_stroke", "negative_stroke")
+TOOLS = ("positive_point", "negative_point", "box", "positive_stroke", "negative_stroke", "lasso")
 # Tools used by dragging (press, move, release); the others act on the press.
-DRAG_TOOLS = ("box", "positive_stroke", "negative_stroke")
+DRAG_TOOLS = ("box", "positive_stroke", "negative_stroke", "lasso")
 
 
 class _Annotation:
@@ -283,6 +284,8 @@ class AnnotationController:
             return self.add_point(target, slice_node, points_ras[0], tool == "positive_point")
         if tool == "box":
             return self.set_box(target, slice_node, points_ras[0], points_ras[-1])
+        if tool == "lasso":
+            return self.add_lasso(target, slice_node, points_ras)
         return self.add_stroke(target, slice_node, points_ras, tool == "positive_stroke")
 
     def add_point(self, target: AnnotationTarget, slice_node, point_ras, positive: bool) -> Future:
@@ -313,6 +316,16 @@ class AnnotationController:
         def action(session, label):
             points_rc = ras_to_slice_rc(session.engine.volume, view.axis, view.index, points_ras)
             session.add_stroke(label, view.axis, view.index, points_rc, positive)
+
+        return self._slice_job(target, annotation, view, action)
+
+    def add_lasso(self, target: AnnotationTarget, slice_node, outline_ras) -> Future:
+        """A closed outline drawn around the object through world points in a slice view."""
+        annotation, view = self._resolve_view(target, slice_node)
+
+        def action(session, label):
+            outline_rc = ras_to_slice_rc(session.engine.volume, view.axis, view.index, outline_ras)
+            session.add_lasso(label, view.axis, view.index, outline_rc)
 
         return self._slice_job(target, annotation, view, action)
 
@@ -403,12 +416,15 @@ class AnnotationController:
         def to_ras(points_rc):
             return slice_rc_to_ras(volume, key.axis, key.index, np.asarray(points_rc, dtype=float).reshape(-1, 2))
 
+        # the box in force is drawn unless it is a lasso's (the lasso itself is drawn)
+        box_or_lasso = next((p for p in reversed(prompts.items) if isinstance(p, (Box, Lasso))), None)
         display = PromptDisplay(
             positive_points_ras=[to_ras([p.point_rc])[0] for p in prompts.points if p.positive],
             negative_points_ras=[to_ras([p.point_rc])[0] for p in prompts.points if not p.positive],
-            boxes_ras=[] if prompts.box is None else [to_ras(_box_outline_rc(prompts.box.box_rc))],
+            boxes_ras=[to_ras(_box_outline_rc(box_or_lasso.box_rc))] if isinstance(box_or_lasso, Box) else [],
             positive_strokes_ras=[to_ras(s.points_rc) for s in prompts.strokes if s.positive],
             negative_strokes_ras=[to_ras(s.points_rc) for s in prompts.strokes if not s.positive],
+            lassos_ras=[to_ras(np.vstack([p.array_rc, p.array_rc[:1]])) for p in prompts.items if isinstance(p, Lasso)],
         )
         return SliceUpdate(key, session.candidate_mask(label, key.axis, key.index), display)
 

@@ -34,6 +34,7 @@ class PromptDisplay:
     boxes_ras: list = field(default_factory=list)
     positive_strokes_ras: list = field(default_factory=list)
     negative_strokes_ras: list = field(default_factory=list)
+    lassos_ras: list = field(default_factory=list)  # closed outlines (the first point repeated at the end)
 
 
 @dataclass

@@ -33,9 +33,10 @@ from .samseg_effect import SamSegEffect
 
 VIEWS = ("Red", "Green", "Yellow")
 TOOL_ICONS = {"positive_point": "mdi-plus-circle", "negative_point": "mdi-minus-circle", "box": "mdi-vector-square",
-              "positive_stroke": "mdi-draw", "negative_stroke": "mdi-eraser-variant"}
+              "positive_stroke": "mdi-draw", "negative_stroke": "mdi-eraser-variant", "lasso": "mdi-lasso"}
 # The desktop module's keys (README "Annotating").
-KEYS = {"a": "positive_point", "s": "negative_point", "d": "box", "e": "positive_stroke", "x": "negative_stroke"}
+KEYS = {"a": "positive_point", "s": "negative_point", "d": "box", "e": "positive_stroke", "x": "negative_stroke",
+        "l": "lasso"}
 KEY_SCRIPT = """
 document.addEventListener('keydown', (event) => {
   const tag = (event.target && event.target.tagName) || '';

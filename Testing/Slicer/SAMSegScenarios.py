@@ -19,7 +19,8 @@ PROMPT_FIXTURES = [
     for view, orientation in (("Red", "axial"), ("Yellow", "sagittal"), ("Green", "coronal"))
     for tool, structure, at, min_dice in (("box", "liver", "bounding_box", 0.93),
                                           ("positive_point", "spleen", "centre", 0.93),
-                                          ("positive_stroke", "spleen", "diagonal", 0.80))
+                                          ("positive_stroke", "spleen", "diagonal", 0.80),
+                                          ("lasso", "liver", "outline", 0.93))
 ]
 PROPAGATION_MIN_DICE = 0.85  # the liver from one accepted axial box: 0.885
 ASSISTED_CLICK_MIN_DICE = 0.90
@@ -39,7 +40,8 @@ def largest_slice(volume, structure_kji, axis: str) -> tuple[int, np.ndarray]:
 
 
 def prompt_points_rc(at: str, mask_rc) -> np.ndarray:
-    """A declarative place on a mask -> slice (row, col) points: the box corners, the centre, or a diagonal."""
+    """A declarative place on a mask -> slice (row, col) points: the box corners, the centre, a diagonal, or an
+    outline around it."""
     rows, cols = np.nonzero(mask_rc)
     if at == "bounding_box":
         return np.array([[rows.min() - 2, cols.min() - 2], [rows.max() + 2, cols.max() + 2]], dtype=float)
@@ -48,6 +50,11 @@ def prompt_points_rc(at: str, mask_rc) -> np.ndarray:
         centre = np.array([rows.mean(), cols.mean()])
         nearest = np.argmin((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2)
         return np.array([[rows[nearest], cols[nearest]]], dtype=float)
+    if at == "outline":
+        # the simulated annotator's lasso: the outline a pixel or two wide, with a little jitter (seeded)
+        from SAMSegSlicerLib.simulated_user import lasso_outline
+
+        return lasso_outline(np.asarray(mask_rc, bool), np.random.default_rng(0))
     if at == "diagonal":
         inside = np.column_stack([rows, cols]).astype(float)
         low, high = inside.min(axis=0), inside.max(axis=0)
