@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import math
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -257,7 +258,9 @@ def check_file_header(path: Path) -> None:
     if name.endswith((".nii", ".nii.gz")):
         _check_nifti(path, compressed=name.endswith(".gz"))
     elif name.endswith((".mha", ".mhd")):
-        _check_metaimage_spacing(path)
+        _check_metaimage(path)
+    elif name.endswith((".nrrd", ".nhdr")):
+        _check_nrrd_directions(path)
 
 
 def _check_nifti(path: Path, compressed: bool) -> None:
@@ -291,19 +294,72 @@ def _check_nifti(path: Path, compressed: bool) -> None:
                          "copy or export the file again")
 
 
-def _check_metaimage_spacing(path: Path) -> None:
+METAIMAGE_TYPE_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
+                        "MET_ULONG_LONG": 8, "MET_LONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
+
+
+def _check_metaimage(path: Path) -> None:
+    """Voxel size > 0 and, for data inside the file (``ElementDataFile = LOCAL``), every byte the header
+    promises (MetaIO itself prints to the terminal and stops with an unhelpful message)."""
     with open(path, "rb") as stream:
-        header = stream.read(READ_CHUNK).split(b"ElementDataFile", 1)[0].decode("latin-1")
-    for line in header.splitlines():
+        head = stream.read(READ_CHUNK)
+    header_text, found, _ = head.partition(b"ElementDataFile")
+    fields = {}
+    for line in header_text.decode("latin-1").splitlines():
         field, _, value = line.partition("=")
-        if field.strip() in ("ElementSpacing", "ElementSize"):
+        fields[field.strip()] = value.strip()
+    for field in ("ElementSpacing", "ElementSize"):
+        if field in fields:
             try:
-                sizes = [float(v) for v in value.split()]
+                sizes = [float(v) for v in fields[field].split()]
             except ValueError:
                 sizes = [math.nan]
             if not all(math.isfinite(v) and v > 0 for v in sizes):
-                raise InputError(f"MetaImage header field {field.strip()} is {value.strip()!r}", str(path),
+                raise InputError(f"MetaImage header field {field} is {fields[field]!r}", str(path),
                                  "fix the voxel size in the file's header (positive numbers of mm)")
+    data_line = head[len(header_text):].split(b"\n", 1)
+    if not found or len(data_line) < 2 or data_line[0].partition(b"=")[2].strip() != b"LOCAL":
+        return
+    data_start = len(header_text) + len(data_line[0]) + 1
+    try:
+        if fields.get("CompressedData", "False").lower() == "true":
+            expected = int(fields["CompressedDataSize"])
+        else:
+            expected = (math.prod(int(n) for n in fields["DimSize"].split())
+                        * int(fields.get("ElementNumberOfChannels", "1")) * METAIMAGE_TYPE_BYTES[fields["ElementType"]])
+    except (KeyError, ValueError):
+        return  # SimpleITK says what is wrong with the header
+    stored = path.stat().st_size - data_start
+    if stored < expected:
+        raise InputError(f"MetaImage file is truncated ({stored} of {expected} data bytes)", str(path),
+                         "copy or export the file again")
+
+
+def _header_readable(path: Path) -> bool:
+    reader = _sitk().ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _check_nrrd_directions(path: Path) -> None:
+    with open(path, "rb") as stream:
+        header = stream.read(READ_CHUNK).split(b"\n\n", 1)[0].decode("latin-1")
+    for line in header.splitlines():
+        field, _, value = line.partition(":")
+        if field.strip() != "space directions":
+            continue
+        for vector in re.findall(r"\(([^)]*)\)", value):
+            try:
+                length = math.hypot(*(float(v) for v in vector.split(",")))
+            except ValueError:
+                length = math.nan
+            if not (math.isfinite(length) and length > 0):
+                raise InputError(f"NRRD header field 'space directions' holds ({vector}), a voxel size of "
+                                 f"{length:g}", str(path), "fix the voxel size in the file's header")
 
 
 def read_image(path: str | os.PathLike):
@@ -320,6 +376,9 @@ def read_image(path: str | os.PathLike):
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError:
+            if _header_readable(path):
+                raise InputError("image file's header reads but its voxel data does not (truncated or damaged)",
+                                 str(path), "copy or export the file again") from None
             raise InputError(
                 "not an image file SimpleITK can read", str(path),
                 "give a NIfTI (.nii/.nii.gz), NRRD, MHA/MHD file or a DICOM folder",

@@ -71,12 +71,24 @@ def test_segment_on_a_truncated_image_writes_nothing(capsys, tmp_path, ct_path, 
 
 
 @pytest.mark.parametrize("suffix, compressed", [(".nrrd", False), (".nrrd", True), (".mha", False), (".mha", True)])
-def test_truncated_nrrd_and_metaimage_are_errors(capsys, tmp_path, ct_path, suffix, compressed):
+def test_truncated_nrrd_and_metaimage_are_one_line_naming_the_file(capfd, tmp_path, ct_path, suffix, compressed):
     full = tmp_path / f"full{suffix}"
     sitk.WriteImage(sitk.ReadImage(str(ct_path)), str(full), useCompression=compressed)
     broken = _truncated(full, tmp_path / f"cut{suffix}", 0.5)
-    code, _, err = _run(capsys, "info", broken)
-    assert code == 2 and str(broken) in _one_error_line(err)
+    capfd.readouterr()
+    code = main(["info", str(broken)])
+    err = capfd.readouterr().err  # what the terminal shows, SimpleITK's own prints included
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "truncated" in _one_error_line(err) and str(broken) in err
+
+
+def test_nrrd_zero_voxel_size_is_an_error_naming_the_field(capsys, tmp_path, data_dir):
+    path = tmp_path / "zero.nrrd"
+    data = (data_dir / "mr_brain_tumor" / "image.nrrd").read_bytes()
+    path.write_bytes(re.sub(rb"space directions: \([^)]*\)", b"space directions: (0,0,0)", data, count=1))
+    code, _, err = _run(capsys, "info", path)
+    line = _one_error_line(err)
+    assert code == 2 and "space directions" in line and str(path) in line
 
 
 def _nifti_with_pixdim(ct_path: Path, target: Path, axis: int, value: float) -> Path:
