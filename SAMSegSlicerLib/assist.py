@@ -444,7 +444,7 @@ def _check_slices(engine: SliceEngine, slices: Sequence[AnnotatedSlice]) -> None
                              "learn only from slices where the structure is drawn")
 
 
-def _check_kinds(prompt_kinds: Sequence[str]) -> tuple[str, ...]:
+def check_kinds(prompt_kinds: Sequence[str]) -> tuple[str, ...]:
     kinds = tuple(dict.fromkeys(prompt_kinds))
     unknown = [k for k in kinds if k not in PROMPT_KINDS]
     if not kinds or unknown:
@@ -465,7 +465,7 @@ def learn_prompts(engine: SliceEngine, annotated_slices: Sequence[AnnotatedSlice
     early stopping.  Deterministic for a given ``options.seed``; ``progress(step, steps)``
     after every step; :class:`~.errors.Cancelled` when ``cancel`` is set.
     """
-    kinds = _check_kinds(default_prompt_kinds(engine.model) if prompt_kinds is None else prompt_kinds)
+    kinds = check_kinds(default_prompt_kinds(engine.model) if prompt_kinds is None else prompt_kinds)
     _check_slices(engine, annotated_slices)
     if options.steps < 1:
         raise InputError(f"learning needs at least one step, got {options.steps}", None, "e.g. 60 steps")

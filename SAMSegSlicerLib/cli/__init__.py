@@ -80,7 +80,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         args.cancel.cancel()
-        stop_shared_worker(INTERRUPT_WAIT_S)
+        try:
+            stop_shared_worker(INTERRUPT_WAIT_S)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            pass
         print("samseg: interrupted; no output was written", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     except Exception as error:  # an internal error: one line, the traceback only on request

@@ -11,6 +11,7 @@ from ..assist import (
     PROMPT_KINDS,
     AnnotatedSlice,
     LearnOptions,
+    check_kinds,
     learn_prompts,
     load_adapter,
     save_adapter,
@@ -61,7 +62,7 @@ def run_learn(args) -> int:
         raise InputError(f"--slices must be at least 1, got {args.slices}", None, "e.g. --slices 2")
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}", None, "e.g. --steps 60")
-    kinds = None if args.kinds is None else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    kinds = None if args.kinds is None else check_kinds([k.strip() for k in args.kinds.split(",") if k.strip()])
     volume = open_volume(args.image)
     labels_kji = read_labelmap(args.labels, volume)
     check_label_values(labels_kji, [args.label_value])

@@ -246,6 +246,8 @@ def no_model_load(monkeypatch):
      "slice range 0:999 is not inside 0:29"),
     (["propagate", "{ct}", "--seed", "{labels}", "--out", "{tmp}/o.nii.gz", "--range", "20:10"],
      "slice range 20:10"),
+    (["assist", "learn", "{ct}", "{labels}", "--labels", "1", "--kinds", "points,circle", "--out",
+      "{tmp}/o.nii.gz"], "unknown prompt kind(s) circle"),
 ])
 def test_inputs_are_checked_before_the_model_loads(capsys, tmp_path, data_dir, ct_path, no_model_load, argv,
                                                    message):
