@@ -83,7 +83,6 @@ class DiskStore:
     def __init__(self, folder: str | os.PathLike, max_bytes: int = DEFAULT_DISK_BYTES):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(self.folder, os.O_RDONLY))  # a folder we can open, not a file
         handle, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=self.folder)
         os.close(handle)
         os.unlink(probe)

@@ -244,7 +244,7 @@ def _first_line(error: Exception) -> str:
     return text[-1].strip()[:160] if text else type(error).__name__
 
 
-NIFTI_LAYOUTS = {  # sizeof_hdr: (dim format and offset, bitpix offset, pixdim format and offset, vox_offset format)
+NIFTI_LAYOUTS = {  # sizeof_hdr: (dim format, its offset, bitpix offset, pixdim format, its offset, vox_offset's)
     348: ("8h", 40, 72, "8f", 76, ("f", 108)),
     540: ("8q", 16, 14, "8d", 104, ("q", 168)),
 }
@@ -252,8 +252,10 @@ READ_CHUNK = 1 << 22
 
 
 def check_file_header(path: Path) -> None:
-    """What SimpleITK lets through: a NIfTI file shorter than its header promises (read as garbage or
-    zeros), NIfTI ``pixdim`` or MetaImage ``ElementSpacing`` <= 0 (read as 1 mm or as its magnitude)."""
+    """What SimpleITK lets through or reports badly: a NIfTI file shorter than its header promises (read
+    as garbage or zeros), NIfTI ``pixdim`` or MetaImage ``ElementSpacing`` <= 0 (read as 1 mm or as its
+    magnitude), a truncated MetaImage (MetaIO prints to the terminal), NRRD ``space directions`` of
+    length zero."""
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         _check_nifti(path, compressed=name.endswith(".gz"))
@@ -492,10 +494,10 @@ def write_labelmap(path: str | os.PathLike, labels_kji: np.ndarray, reference: V
     def write_to(tmp_path: Path):
         sitk.WriteImage(image, str(tmp_path), useCompression=True)
 
-    return write_verified(path, write_to, lambda tmp_path: labelmap_problem(tmp_path, labels_kji, reference))
+    return write_verified(path, write_to, lambda tmp_path: _labelmap_problem(tmp_path, labels_kji, reference))
 
 
-def labelmap_problem(path: Path, labels_kji: np.ndarray, reference: Volume) -> str | None:
+def _labelmap_problem(path: Path, labels_kji: np.ndarray, reference: Volume) -> str | None:
     """What differs between the label map file at ``path`` and what was meant to be written, or None."""
     try:
         check_file_header(path)
