@@ -11,6 +11,8 @@ from aiohttp import web as aiohttp_web
 from trame.app import TrameApp
 from trame.app.file_upload import ClientFile
 from trame.widgets import client, html
+from trame_slicer.app.logic.slice_view_logic import connect_slice_view_slider_to_state
+from trame_slicer.app.ui.slider import Slider
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
@@ -48,6 +50,15 @@ SEGMENT_COLORS = ((0.95, 0.45, 0.35), (0.35, 0.75, 0.45), (0.4, 0.55, 0.95), (0.
 DEFAULTS = AnnotationSettings(model=DEFAULT_MODEL)
 
 
+def slice_view_ui(server, _view_id, view) -> None:
+    """What each slice view shows over its image: the slice slider only.  (trame-slicer's default adds a column of
+    buttons along the left edge, which would take the clicks meant for the image there.)"""
+    with html.Div(classes="slice-slider-gutter",
+                  style="position: absolute; bottom: 0; left: 0; width: 100%; background-color: transparent;"):
+        Slider(classes="slice-slider", typed_state=connect_slice_view_slider_to_state(server, view), theme="dark",
+               dense=True)
+
+
 def samseg_layout(with_3d: bool) -> Layout:
     """The axial view large, coronal and sagittal beside it (and the 3-D view when asked for)."""
     side = [ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()]
@@ -67,7 +78,7 @@ class SamSegWebApp(TrameApp):
         self.data = DataFolder(data_dir)
         self.image = image
         self.slicer = SlicerApp()
-        register_rca_factories(self.slicer.view_manager, self.server)
+        register_rca_factories(self.slicer.view_manager, self.server, slice_view_ui_f=slice_view_ui)
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         self.layout_manager.register_layout_dict({"SAMSeg": samseg_layout(with_3d)})
         self.layout_manager.set_layout("SAMSeg")
@@ -77,6 +88,7 @@ class SamSegWebApp(TrameApp):
         self.segmentation_node = None
         self._gesture_started: float | None = None
         self._observed_views: set[str] = set()
+        self._view_sizes: dict[str, tuple] = {}
         self._changes = 0  # candidates and prompts shown so far: the page (and its tests) see each new one
         self.controller = AnnotationController(self.slicer.scene, ModifierSegmentWriter(self.editor),
                                                AsyncioScheduler(self._push_state), settings=self.settings,
@@ -162,8 +174,15 @@ class SamSegWebApp(TrameApp):
                            "dims": list(node.GetDimensions()[:2]), "axis": shown.axis, "index": shown.index}
         self.state.samseg_views = views
 
-    def _on_view_modified(self, *_) -> None:
-        """A view moved to another slice or changed size: the page's geometry follows."""
+    def _on_view_modified(self, slice_node, _event=None) -> None:
+        """A view moved to another slice or changed size: the page's geometry follows.  When the browser gives a
+        view a new size, the volume is fitted into it again (the whole slice stays in sight, as in Slicer)."""
+        size = tuple(slice_node.GetDimensions()[:2])
+        if self._view_sizes.get(slice_node.GetID()) != size:
+            self._view_sizes[slice_node.GetID()] = size
+            view = self.slicer.view_manager.get_view(slice_node)
+            if view is not None:
+                view.fit_view_to_content()
         self._publish_views()
         self.state.flush()
 
@@ -339,6 +358,7 @@ class SamSegWebApp(TrameApp):
         ctrl.trigger("samseg_key")(self.on_key)
         with SinglePageWithDrawerLayout(self.server, full_height=True) as layout:
             layout.title.set_text("SAMSeg")
+            layout.footer.hide()
             client.Script(KEY_SCRIPT)
             with layout.toolbar:
                 v3.VSpacer()

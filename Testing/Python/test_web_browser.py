@@ -101,7 +101,8 @@ def test_a_box_in_the_coronal_view_a_scribble_in_the_sagittal_view_and_a_lasso_g
         points_ras = volume.ijk_to_ras_points(volume.axes(axis).rc_to_ijk(index, prompt_points_rc(at, reference_rc)))
         a_page.choose_tool(tool)
         a_page.show_slice(view, index)
-        a_page.wait_for_change(a_page.gesture(view, points_ras, drag=drag))
+        # a box is dragged from its lower right corner: the upper left one may lie above the image
+        a_page.wait_for_change(a_page.gesture(view, points_ras[::-1] if tool == "box" else points_ras, drag=drag))
         a_page.act("accept")
     saved = saved_labels(a_page, a_data_folder, ct, "views.seg.nrrd")
     for segment, (view, axis, tool, structure, _, _) in enumerate(cases, start=2):

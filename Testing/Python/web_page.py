@@ -91,9 +91,21 @@ class SamSegPage:
             f"JSON.stringify(document.querySelectorAll('img.image-display-area')[{VIEW_ORDER.index(view)}]"
             ".getBoundingClientRect())"))
 
+    def _geometry(self, view: str) -> dict:
+        """The view's published geometry, once it matches the size of the frame the page shows."""
+        index = VIEW_ORDER.index(view)
+
+        def matching():
+            geometry = self.state("samseg_views")[view]
+            natural = self.page.evaluate(f"(() => {{ const img = document.querySelectorAll('img.image-display-area')"
+                                         f"[{index}]; return [img.naturalWidth, img.naturalHeight]; }})()")
+            return geometry if list(geometry["dims"]) == list(natural) else None
+
+        return self.wait_until(matching, f"the {view} view's geometry", 30)
+
     def to_page(self, view: str, point_ras) -> tuple[float, float, float]:
         """Where a world point lies on the page (CSS pixels), and how many slices it lies off the view's plane."""
-        geometry = self.state("samseg_views")[view]
+        geometry = self._geometry(view)
         xy_to_ras = np.array(geometry["xy_to_ras"]).reshape(4, 4)
         width, height = geometry["dims"]
         x, y, slices_off, _ = np.linalg.inv(xy_to_ras) @ np.append(np.asarray(point_ras, dtype=float), 1.0)
@@ -143,6 +155,9 @@ class SamSegPage:
         spots = [self.to_page(view, p) for p in points_ras]
         for _, _, slices_off in spots:
             assert abs(slices_off) < 0.5, f"the point is {slices_off:.2f} slices off the {view} view"
+        rect = self._image_rect(view)
+        assert rect["left"] <= spots[0][0] <= rect["right"] and rect["top"] <= spots[0][1] <= rect["bottom"], \
+            f"the press at {spots[0][:2]} would miss the {view} view's image {rect}"
         mouse = self.page.mouse
         mouse.move(spots[0][0], spots[0][1])
         self.page.wait_for_timeout(HAND_PAUSE_MS)
