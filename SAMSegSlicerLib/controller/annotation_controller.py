@@ -648,8 +648,11 @@ class AnnotationController:
         return self._submit(job, done)
 
     def has_learned_prompts(self, target: AnnotationTarget) -> bool:
-        annotation = self._annotation_for(target.volume_node)
-        return annotation.label(target.segment_id) in annotation.learned_prompts
+        """Whether the segment has learned prompts in the current annotation (a question: it starts nothing)."""
+        annotation = self._annotation
+        if annotation is None or target.volume_node is None or annotation.key[0] != target.volume_node.GetID():
+            return False
+        return annotation.labels.get(target.segment_id) in annotation.learned_prompts
 
     def pre_encode(self, target: AnnotationTarget, axis: str | None = None) -> Future:
         """Encode every slice of the source volume along ``axis`` in the background (cancellable)."""

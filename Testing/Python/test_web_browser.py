@@ -169,3 +169,19 @@ def test_a_path_outside_the_data_folder_is_refused(a_page):
     a_page.press("open")
     a_page.wait_until(lambda: "outside the data folder" in a_page.state("samseg_status"), "the refusal")
     assert a_page.errors == []
+
+
+def test_an_upload_and_a_file_of_the_data_folder_open_in_the_page(a_page, a_data_folder, data_dir, tmp_path):
+    upload = tmp_path / "brain.nrrd"
+    shutil.copy(data_dir / "mr_brain_tumor" / "image.nrrd", upload)
+    a_page.page.set_input_files("#samseg-upload", str(upload))
+    a_page.wait_until(lambda: a_page.state("samseg_status").startswith("Opened brain.nrrd"), "the upload to open")
+    assert (a_data_folder / "uploads" / "brain.nrrd").read_bytes() == upload.read_bytes()
+    assert "uploads/brain.nrrd" in a_page.state("samseg_files")
+    assert [s["name"] for s in a_page.state("samseg_segments")] == ["Segment 1"], "a new volume, a new segmentation"
+
+    a_page.page.evaluate("window.trame.state.set('samseg_file', 'ct_abdomen_3mm.nii.gz')")
+    a_page.press("open")
+    a_page.wait_until(lambda: a_page.state("samseg_status").startswith("Opened ct_abdomen_3mm.nii.gz"), "the CT")
+    assert a_page.state("samseg_views")["Red"]["axis"] == "axial"
+    assert a_page.errors == []
