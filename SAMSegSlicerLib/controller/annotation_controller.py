@@ -111,6 +111,7 @@ class AnnotationController:
         self._prompts: dict[SliceKey, PromptDisplay] = {}
         self._pending_edits = 0
         self._progress: tuple[int, int, str] | None = None
+        self._worker_notes: list[str] = []  # lines for the status, written on the worker, shown by poll()
         self._cancel = CancelToken()
         self._preview = CandidatePreview(scene)
         self._close_observer = scene.AddObserver(scene.StartCloseEvent, lambda caller, event: self.reset())
@@ -182,6 +183,8 @@ class AnnotationController:
 
     def poll(self) -> None:
         """Main thread: finish the jobs that are done and pass the latest progress to the listeners."""
+        while self._worker_notes:
+            self.show_status(self._worker_notes.pop(0))
         self.jobs.poll()
         progress = self._progress
         if progress is not None:
@@ -250,7 +253,8 @@ class AnnotationController:
     def _session_for(self, annotation: _Annotation, options: EngineOptions, cancel: CancelToken) -> AnnotationSession:
         if annotation.session is None:
             if self._cache is None:
-                self._cache = make_cache(options)
+                # an unusable disk cache is said once; the annotation goes on with the memory cache
+                self._cache = make_cache(options, on_disk_problem=self._worker_notes.append)
             engine = make_engine(annotation.volume, options, model=self._model_for(options, cancel),
                                  cache=self._cache, worker=self._worker_thread())
             annotation.session = AnnotationSession(engine)

@@ -252,3 +252,21 @@ def test_closing_the_scene_clears_the_controller(a_controller, a_slicer_scene, a
     assert not a_controller.history.done and a_controller.last_slice is None
     a_controller.undo()
     assert a_controller.statuses[-1] == "Nothing to undo."
+
+
+def test_an_unusable_disk_cache_is_said_once_and_prompts_still_work(
+        monkeypatch, tmp_path, a_slicer_scene, an_editor_writer, model, worker, a_liver_target, ct_reference):
+    from SAMSegSlicerLib.controller import AnnotationController
+
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SAMSEG_CACHE_DIR", str(not_a_folder))
+    controller = AnnotationController(a_slicer_scene.scene, an_editor_writer, model=model, worker=worker)
+    statuses = []
+    controller.status_listeners.append(statuses.append)
+    index, _ = box_on(controller, a_slicer_scene, a_liver_target, ct_reference == LIVER)
+    assert controller.candidate_for(SliceKey(a_liver_target.segment_id, "axial", index)) is not None
+    problems = [line for line in statuses if str(not_a_folder) in line]
+    assert len(problems) == 1, statuses
+    assert not_a_folder.read_text() == "a file where the cache folder should be"
+    controller.close()
