@@ -3,10 +3,9 @@
 The effect only routes events and draws.  Prompts go to the annotation controller of
 ``SAMSegSlicer.sharedLogic()`` (``SAMSegSlicerLib.controller``), which runs the model on its worker thread
 and writes accepted masks back through this effect (undoable, and respecting the editable area, intensity
-range and overwrite settings).  Each slice view gets its own drawing
-pipeline (vtkPolyData -> vtkPolyDataMapper2D -> vtkActor2D, as the Draw effect does): the prompts
-of the slice the view shows (points coloured by polarity, the box, scribbles), the rubber band
-while a box is dragged and the scribble while it is drawn.  The pipelines follow slice changes.
+range and overwrite settings).  Each slice view gets its own drawing (``SAMSegSlicerLib.controller.prompt_drawing``,
+shared with the web app): the prompts of the slice the view shows, the rubber band while a box is dragged and the
+path while a scribble or lasso is drawn.  The drawings follow slice changes.
 """
 
 import os
@@ -18,12 +17,7 @@ import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 from SAMSegSlicerLib.controller import DRAG_TOOLS
-
-POSITIVE_COLOR = (0.25, 0.9, 0.45)
-NEGATIVE_COLOR = (0.95, 0.3, 0.3)
-BOX_COLOR = (1.0, 0.85, 0.1)
-POINT_DIAMETER_PX = 12
-LINE_WIDTH_PX = 2
+from SAMSegSlicerLib.controller.prompt_drawing import PromptDrawing
 
 
 def _logic():
@@ -215,110 +209,28 @@ class _Drag:
             self.points_ras.append(point_ras)
 
 
-class _Layer:
-    """Marks of one colour in one view, kept in world (RAS) coordinates and drawn in the view's XY."""
-
-    def __init__(self, color, glyphs: bool):
-        self.polylines_ras = []
-        self.xyPoints = vtk.vtkPoints()
-        self.lines = vtk.vtkCellArray()
-        self.polyData = vtk.vtkPolyData()
-        self.polyData.SetPoints(self.xyPoints)
-        self.polyData.SetLines(self.lines)
-        self.mapper = vtk.vtkPolyDataMapper2D()
-        if glyphs:
-            self.glyphSource = vtk.vtkGlyphSource2D()
-            self.glyphSource.SetGlyphTypeToCircle()
-            self.glyphSource.SetResolution(16)
-            self.glyphSource.FilledOn()
-            self.glyphSource.SetScale(POINT_DIAMETER_PX)
-            self.glyph = vtk.vtkGlyph2D()
-            self.glyph.SetSourceConnection(self.glyphSource.GetOutputPort())
-            self.glyph.SetInputData(self.polyData)
-            self.mapper.SetInputConnection(self.glyph.GetOutputPort())
-        else:
-            self.mapper.SetInputData(self.polyData)
-        self.actor = vtk.vtkActor2D()
-        self.actor.SetMapper(self.mapper)
-        self.actor.GetProperty().SetColor(*color)
-        self.actor.GetProperty().SetLineWidth(LINE_WIDTH_PX)
-
-    def set(self, polylines_ras):
-        self.polylines_ras = [np.asarray(p, dtype=float).reshape(-1, 3) for p in polylines_ras]
-
-    def position(self, rasToXy):
-        self.xyPoints.Reset()
-        self.lines.Reset()
-        for polyline in self.polylines_ras:
-            ids = vtk.vtkIdList()
-            for point_ras in polyline:
-                xy = rasToXy.TransformPoint(point_ras.tolist())
-                ids.InsertNextId(self.xyPoints.InsertNextPoint(xy[0], xy[1], 0.0))
-            if ids.GetNumberOfIds() > 1:
-                self.lines.InsertNextCell(ids)
-        self.xyPoints.Modified()
-        self.lines.Modified()
-        self.polyData.Modified()
-
-
 class _ViewPipeline:
-    """The drawing of one slice view."""
+    """The drawing of one slice view (``SAMSegSlicerLib.controller.prompt_drawing``, shared with the web app)."""
 
     def __init__(self, viewWidget):
         self.viewWidget = viewWidget
-        self.positivePoints = _Layer(POSITIVE_COLOR, glyphs=True)
-        self.negativePoints = _Layer(NEGATIVE_COLOR, glyphs=True)
-        self.boxes = _Layer(BOX_COLOR, glyphs=False)
-        self.positiveStrokes = _Layer(POSITIVE_COLOR, glyphs=False)
-        self.negativeStrokes = _Layer(NEGATIVE_COLOR, glyphs=False)
-        self.lassos = _Layer(BOX_COLOR, glyphs=False)
-        self.dragLayer = _Layer(BOX_COLOR, glyphs=False)
-
-    def layers(self):
-        return (self.positivePoints, self.negativePoints, self.boxes, self.positiveStrokes, self.negativeStrokes,
-                self.lassos, self.dragLayer)
+        self.drawing = PromptDrawing()
 
     def actors(self):
-        return [layer.actor for layer in self.layers()]
+        return self.drawing.actors()
+
+    def sliceNode(self):
+        return self.viewWidget.sliceLogic().GetSliceNode()
 
     def showPrompts(self, prompts):
         """``prompts``: the controller's PromptDisplay of the shown slice, or None to draw no prompt."""
-        self.positivePoints.set([[p] for p in prompts.positive_points_ras] if prompts else [])
-        self.negativePoints.set([[p] for p in prompts.negative_points_ras] if prompts else [])
-        self.boxes.set(prompts.boxes_ras if prompts else [])
-        self.positiveStrokes.set(prompts.positive_strokes_ras if prompts else [])
-        self.negativeStrokes.set(prompts.negative_strokes_ras if prompts else [])
-        self.lassos.set(prompts.lassos_ras if prompts else [])
-        self.position()
+        self.drawing.show_prompts(prompts, self.sliceNode())
+        self.viewWidget.sliceView().scheduleRender()
 
     def showDrag(self, drag):
-        """The rubber band of a box, or the scribble being drawn; None clears it."""
+        """The rubber band of a box, or the path being drawn; None clears it."""
         if drag is None:
-            self.dragLayer.set([])
+            self.drawing.show_drag(None, [], self.sliceNode())
         else:
-            color = NEGATIVE_COLOR if drag.tool == "negative_stroke" else (
-                POSITIVE_COLOR if drag.tool == "positive_stroke" else BOX_COLOR)
-            self.dragLayer.actor.GetProperty().SetColor(*color)
-            self.dragLayer.set([self._rubberBand(drag) if drag.tool == "box" else drag.points_ras])
-        self.position()
-
-    def _rubberBand(self, drag):
-        """The box's outline in world coordinates: its corners in the view's XY, mapped back to RAS."""
-        sliceNode = self.viewWidget.sliceLogic().GetSliceNode()
-        xyToRas = sliceNode.GetXYToRAS()
-        rasToXy = vtk.vtkMatrix4x4()
-        vtk.vtkMatrix4x4.Invert(xyToRas, rasToXy)
-        start = rasToXy.MultiplyPoint([*drag.points_ras[0], 1.0])
-        end = rasToXy.MultiplyPoint([*drag.points_ras[-1], 1.0])
-        corners_xy = [(start[0], start[1]), (end[0], start[1]), (end[0], end[1]), (start[0], end[1]),
-                      (start[0], start[1])]
-        return [xyToRas.MultiplyPoint([x, y, start[2], 1.0])[:3] for x, y in corners_xy]
-
-    def position(self):
-        sliceNode = self.viewWidget.sliceLogic().GetSliceNode()
-        rasToXy = vtk.vtkTransform()
-        rasToXy.SetMatrix(sliceNode.GetXYToRAS())
-        rasToXy.Inverse()
-        for layer in self.layers():
-            layer.position(rasToXy)
+            self.drawing.show_drag(drag.tool, drag.points_ras, self.sliceNode())
         self.viewWidget.sliceView().scheduleRender()

@@ -159,7 +159,13 @@ class SamSegWebApp(TrameApp):
         self.state.samseg_changes = self._changes
         self.state.samseg_learned = bool(self.volume_node and self.state.samseg_segment
                                          and self.controller.has_learned_prompts(self.target()))
+        self._redraw_prompts()
         self._publish_views()
+
+    def _redraw_prompts(self) -> None:
+        effect = self.editor.active_effect
+        if isinstance(effect, SamSegEffect):
+            effect.redraw()
 
     def _publish_views(self) -> None:
         """Each slice view's geometry (XY -> RAS, size) and the slice it shows: the status bar, and what the browser
@@ -183,6 +189,7 @@ class SamSegWebApp(TrameApp):
             view = self.slicer.view_manager.get_view(slice_node)
             if view is not None:
                 view.fit_view_to_content()
+        self._redraw_prompts()
         self._publish_views()
         self.state.flush()
 
@@ -204,6 +211,7 @@ class SamSegWebApp(TrameApp):
         self.editor.set_surface_representation_enabled(False)
         effect = self.editor.set_active_effect_type(SamSegEffect)
         effect.on_gesture = self._on_gesture
+        effect.prompts_for = lambda slice_node: self.controller.prompts_for(self.target(), slice_node)
         effect.tool = self.state.samseg_tool
         self.state.samseg_loaded = True
         for name in VIEWS:
