@@ -566,7 +566,7 @@ def structure_half_mm(masks_rc: Sequence[np.ndarray], spacing_rc: tuple[float, f
     return (round(float(half[0]), 3), round(float(half[1]), 3))
 
 
-# --- choosing slices and evaluating ------------------------------------------------------------
+# --- choosing slices ---------------------------------------------------------------------------
 def training_slices(truth_stack: np.ndarray, count: int) -> list[int]:
     """SAM^Med's choice of slices to learn from: the ``count`` slices holding the label that lie
     nearest to its median slice (ties to the lower index), in order.  ``truth_stack`` is a
@@ -576,32 +576,3 @@ def training_slices(truth_stack: np.ndarray, count: int) -> list[int]:
         raise InputError("the label is on no slice", None, "choose a label that is in the label map")
     median = int(holding[len(holding) // 2])
     return sorted(sorted((int(i) for i in holding), key=lambda i: (abs(i - median), i))[:max(1, int(count))])
-
-
-def assisted(protocol):
-    """Wrap an evaluation protocol: per label, learn from ``options.assist_slices`` slices chosen by
-    :func:`training_slices` (or use ``options.adapter``), run the protocol with the adapter in
-    use, and leave the slices learned from out of the Dice (``evaluated_kji``)."""
-    def run(engine: SliceEngine, truth_kji: np.ndarray, options):
-        from .evaluation import ProtocolOutcome
-
-        axes = engine.volume.axes(options.axis)
-        truth = axes.stack(truth_kji)
-        evaluated_kji = np.ones(truth_kji.shape, dtype=bool)
-        if options.adapter is not None:
-            adapter, record = options.adapter, {"adapter": options.adapter.checksum}
-        else:
-            indices = training_slices(truth, options.assist_slices)
-            adapter = learn_prompts(engine, [AnnotatedSlice(options.axis, i, np.array(truth[i])) for i in indices],
-                                    options=LearnOptions(seed=options.seed))
-            axes.stack(evaluated_kji)[indices] = False
-            record = {"slices": indices, "held_back": adapter.info["held_back"],
-                      "kinds": list(adapter.prompt_kinds), "steps": adapter.info["steps"],
-                      "learn_seconds": adapter.info["seconds"]}
-        with adapter_applied(engine, adapter):
-            outcome = protocol(engine, truth_kji, options)
-        if outcome.evaluated_kji is not None:
-            evaluated_kji &= outcome.evaluated_kji
-        return ProtocolOutcome(outcome.prediction_kji, {**outcome.extra, "assist": record}, evaluated_kji)
-
-    return run

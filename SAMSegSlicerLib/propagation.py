@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -45,9 +44,6 @@ from .engine import ModelPrompt, Prediction, SliceEngine
 from .errors import InputError
 from .geometry import bbox_rc
 from .worker import CancelToken
-
-if TYPE_CHECKING:
-    from .evaluation import EvalOptions, ProtocolOutcome
 
 # Why a chain ended.
 STOP_EMPTY = "empty"                # the prediction holds (almost) no pixels
@@ -521,45 +517,3 @@ def propagation_range(seeds: list[int], direction: str, forward_sign: int, max_s
         return (reach_low, reach_high)
     up = (direction == "forward") == (forward_sign > 0)
     return (low, reach_high) if up else (reach_low, high)
-
-
-def evenly_spread_seeds(truth_stack: np.ndarray, count: int) -> list[int]:
-    """``count`` seed slices for a label: its largest slice for one seed; otherwise the slices at
-    the centres of ``count`` equal parts of the label's extent (so every stretch is short)."""
-    from .evaluation import label_slices, largest_slice
-
-    if count <= 1:
-        return [largest_slice(truth_stack)]
-    slices = label_slices(truth_stack)
-    return sorted({slices[min(len(slices) - 1, int((part + 0.5) * len(slices) / count))] for part in range(count)})
-
-
-def propagate_protocol(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions) -> ProtocolOutcome:
-    """``samseg evaluate --protocol propagate``: K seed slices per label (``options.seed_slices``),
-    each segmented by the model from an oracle box, then propagated with the default settings."""
-    from .evaluation import ProtocolOutcome, label_slices
-
-    axes = engine.volume.axes(options.axis)
-    truth = axes.stack(truth_kji)
-    seeds = {}
-    for index in evenly_spread_seeds(truth, options.seed_slices):
-        mask = engine.predict(options.axis, index, ModelPrompt(box_rc=bbox_rc(truth[index]))).mask_rc
-        if mask.any():
-            seeds[index] = mask
-    prediction_kji = np.zeros(truth_kji.shape, dtype=bool)
-    extra = {"seed_slices": sorted(seeds), "slices_predicted": 0, "stopped": []}
-    if seeds:
-        result = propagate(engine, seeds, options.axis)
-        axes.stack(prediction_kji)[:] = result.stack(axes.n_slices, axes.slice_shape)
-        extra["slices_predicted"] = result.slices_predicted
-        extra["stopped"] = [{"seed": stop.seed, "direction": stop.direction, "last": stop.last,
-                             "stopped_at": stop.stopped_at, "reason": stop.reason} for stop in result.stops]
-    extra["slices_beyond_label"] = _slices_beyond(label_slices(truth), label_slices(axes.stack(prediction_kji)))
-    return ProtocolOutcome(prediction_kji, extra)
-
-
-def _slices_beyond(truth_slices: list[int], predicted_slices: list[int]) -> int:
-    """How far (in slices) the prediction reaches past either end of the label."""
-    if not predicted_slices:
-        return 0
-    return max(0, truth_slices[0] - predicted_slices[0], predicted_slices[-1] - truth_slices[-1])

@@ -25,8 +25,9 @@ from SAMSegSlicerLib.assist import (
 from SAMSegSlicerLib.cli import main
 from SAMSegSlicerLib.engine import ModelPrompt
 from SAMSegSlicerLib.errors import Cancelled, InputError, ModelError
-from SAMSegSlicerLib.evaluation import EvalOptions, dice
-from SAMSegSlicerLib.simulated_user import clicks_protocol
+from SAMSegSlicerLib.evaluation import EvalOptions
+from SAMSegSlicerLib.evaluation.masks import dice
+from SAMSegSlicerLib.evaluation.simulated_user import clicks_protocol
 from SAMSegSlicerLib.worker import CancelToken
 
 KIDNEY_LEFT = 3
@@ -151,9 +152,9 @@ def test_every_row_of_an_adapter_reaches_its_prompt_tokens(engine_ct3mm, model):
 
 
 def test_an_assisted_first_click_proposes_structure_sized_boxes(engine_ct3mm, ct3mm_labels, kidney_adapter):
+    from SAMSegSlicerLib.evaluation.simulated_user import interior_point
     from SAMSegSlicerLib.prompts import DEFAULT_POLICY
     from SAMSegSlicerLib.session import AnnotationSession
-    from SAMSegSlicerLib.simulated_user import interior_point
 
     truth = engine_ct3mm.volume.axes("axial").stack(ct3mm_labels == KIDNEY_LEFT)
     rows, cols = np.flatnonzero(truth[88].any(axis=1)), np.flatnonzero(truth[88].any(axis=0))

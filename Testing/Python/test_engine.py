@@ -11,7 +11,8 @@ import torch
 
 from SAMSegSlicerLib.engine import ModelPrompt, SliceEngine, nearest_first
 from SAMSegSlicerLib.errors import Cancelled, PromptError
-from SAMSegSlicerLib.evaluation import bbox_rc, dice, largest_slice
+from SAMSegSlicerLib.evaluation.masks import dice, largest_slice
+from SAMSegSlicerLib.geometry import bbox_rc
 from SAMSegSlicerLib.models import fast_decoder
 from SAMSegSlicerLib.worker import CancelToken
 

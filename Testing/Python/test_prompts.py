@@ -7,7 +7,8 @@ import pytest
 
 from SAMSegSlicerLib.engine import ModelPrompt
 from SAMSegSlicerLib.errors import PromptError
-from SAMSegSlicerLib.evaluation import dice
+from SAMSegSlicerLib.evaluation.masks import dice
+from SAMSegSlicerLib.evaluation.simulated_user import interior_point, lasso_outline, medial_path
 from SAMSegSlicerLib.geometry import bbox_rc
 from SAMSegSlicerLib.prompts import (
     DEFAULT_POLICY,
@@ -33,7 +34,6 @@ from SAMSegSlicerLib.prompts import (
     shrunk_boxes,
     stroke_pixels,
 )
-from SAMSegSlicerLib.simulated_user import interior_point, lasso_outline, medial_path
 
 SHAPE = (40, 60)
 

@@ -9,7 +9,8 @@ import SimpleITK as sitk
 
 from SAMSegSlicerLib.cli import main
 from SAMSegSlicerLib.errors import InputError
-from SAMSegSlicerLib.evaluation import EvalOptions, dice, label_slices, largest_slice, run_evaluation
+from SAMSegSlicerLib.evaluation import EvalOptions, run_evaluation
+from SAMSegSlicerLib.evaluation.masks import dice, label_slices, largest_slice
 from SAMSegSlicerLib.factory import EngineOptions, make_engine
 from SAMSegSlicerLib.propagation import (
     STOP_CANCELLED,

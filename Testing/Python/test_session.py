@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from SAMSegSlicerLib.errors import InputError, PromptError
-from SAMSegSlicerLib.evaluation import dice
+from SAMSegSlicerLib.evaluation.masks import dice
+from SAMSegSlicerLib.evaluation.simulated_user import interior_point, lasso_outline, medial_path
 from SAMSegSlicerLib.factory import EngineOptions, make_engine
 from SAMSegSlicerLib.geometry import AXES
 from SAMSegSlicerLib.prompts import Box, Lasso, lasso_mask
@@ -21,7 +22,6 @@ from SAMSegSlicerLib.session import (
     slice_for_view,
     slice_rc_to_ras,
 )
-from SAMSegSlicerLib.simulated_user import interior_point, lasso_outline, medial_path
 from SAMSegSlicerLib.volume import read_volume
 
 AXIS = "axial"

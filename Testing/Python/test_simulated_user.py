@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from SAMSegSlicerLib.evaluation import PROTOCOLS, EvalOptions, dice
-from SAMSegSlicerLib.prompts import lasso_mask, make_lasso
-from SAMSegSlicerLib.simulated_user import (
+from SAMSegSlicerLib.evaluation import PROTOCOLS, EvalOptions
+from SAMSegSlicerLib.evaluation.masks import dice
+from SAMSegSlicerLib.evaluation.simulated_user import (
     LASSO_POINTS,
     clicks_protocol,
     interior_point,
@@ -20,6 +20,7 @@ from SAMSegSlicerLib.simulated_user import (
     scribbles_protocol,
     trace_outline,
 )
+from SAMSegSlicerLib.prompts import lasso_mask, make_lasso
 
 
 def test_interior_point_is_the_deepest_and_central():

@@ -14,7 +14,7 @@ import pytest
 from SAMSegScenarios import STRUCTURES, dice, largest_slice, prompt_points_rc
 from web_page import CHROMIUM, SamSegPage, WebServer
 
-from SAMSegSlicerLib.simulated_user import interior_point
+from SAMSegSlicerLib.evaluation.simulated_user import interior_point
 from SAMSegSlicerLib.volume import read_labelmap, read_volume
 
 REPO = Path(__file__).resolve().parents[2]

@@ -52,7 +52,7 @@ def prompt_points_rc(at: str, mask_rc) -> np.ndarray:
         return np.array([[rows[nearest], cols[nearest]]], dtype=float)
     if at == "outline":
         # the simulated annotator's lasso: the outline a pixel or two wide, with a little jitter (seeded)
-        from SAMSegSlicerLib.simulated_user import lasso_outline
+        from SAMSegSlicerLib.evaluation.simulated_user import lasso_outline
 
         return lasso_outline(np.asarray(mask_rc, bool), np.random.default_rng(0))
     if at == "diagonal":

@@ -229,7 +229,8 @@ class Reference:
                 "peak_rss_bytes": peak_rss_bytes()}
 
     def dice(self) -> dict:
-        from SAMSegSlicerLib.evaluation import bbox_rc, label_slices
+        from SAMSegSlicerLib.evaluation.masks import label_slices
+        from SAMSegSlicerLib.geometry import bbox_rc
 
         volume, window = open_volume(DICE_IMAGE)
         labels_kji = read_dice_labels(volume)

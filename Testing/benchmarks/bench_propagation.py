@@ -64,7 +64,7 @@ def main() -> int:
     import numpy as np
 
     from SAMSegSlicerLib.cache import EmbeddingCache
-    from SAMSegSlicerLib.evaluation import largest_slice
+    from SAMSegSlicerLib.evaluation.masks import largest_slice
     from SAMSegSlicerLib.factory import EngineOptions, make_engine
     from SAMSegSlicerLib.volume import read_labelmap, read_volume
 

@@ -82,9 +82,9 @@ def _stock_decode_ms(engine, box_rc: np.ndarray, index: int) -> float:
 
 def run_users(engine, truths, clicks: int, repeats: int):
     """Latencies (ms) and decodes per prompt kind, and the session (for undo/redo)."""
-    from SAMSegSlicerLib.evaluation import bbox_rc
+    from SAMSegSlicerLib.evaluation.simulated_user import interior_point, largest_error, medial_path
+    from SAMSegSlicerLib.geometry import bbox_rc
     from SAMSegSlicerLib.session import AnnotationSession
-    from SAMSegSlicerLib.simulated_user import interior_point, largest_error, medial_path
 
     latencies: dict[str, list[float]] = {}
     decodes: dict[str, list[int]] = {}
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     encoded = engine.encode(AXIS, range(n_slices))
     progress(f"encoded {encoded} of {n_slices} slices (the rest came from the disk cache)")
     liver = engine.volume.axes(AXIS).stack(truths["liver"])
-    from SAMSegSlicerLib.evaluation import bbox_rc
+    from SAMSegSlicerLib.geometry import bbox_rc
 
     reference_ms = stock_decode_ms(engine, bbox_rc(liver[1]), 1)
     progress(f"stock full decode: {reference_ms:.1f} ms; running the simulated users ...")

@@ -23,19 +23,17 @@ the user would have had after 1, 2, ..., K prompts per slice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from .prompts import sample_stroke
-from .session import AnnotationSession
-
-if TYPE_CHECKING:
-    from .engine import SliceEngine
-    from .evaluation import EvalOptions, ProtocolOutcome
+from ..engine import SliceEngine
+from ..prompts import sample_stroke
+from ..session import AnnotationSession
+from .masks import dice, label_slices
+from .protocol import EvalOptions, ProtocolOutcome
 
 SEGMENT = 1
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -174,8 +172,6 @@ def _run(engine: SliceEngine, truth_kji: np.ndarray, options: EvalOptions, first
          correct: Draw) -> ProtocolOutcome:
     """Per slice holding the label: ``first`` on the label, then up to K-1 times ``correct`` on
     the largest error; the slice is accepted when done."""
-    from .evaluation import ProtocolOutcome, dice, label_slices
-
     axis = options.axis
     axes = engine.volume.axes(axis)
     truth = axes.stack(truth_kji)
