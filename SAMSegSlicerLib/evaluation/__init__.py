@@ -1,7 +1,7 @@
 """Honest evaluation: simulated users prompt the model slice by slice; 3-D Dice against a label map.
 
 This package sits on top of the core (``SAMSegSlicerLib``'s modules, ``models``, ``controller``,
-``web``), which never imports it:
+``web``), which never imports it (ruff TID251 and ``Testing/Python/test_layers.py``):
 
 * :mod:`.protocol` -- the protocol contract (:class:`EvalOptions`, :class:`ProtocolOutcome`);
 * :mod:`.masks` -- the measures (Dice, the slices holding a label, the largest of them);
