@@ -462,7 +462,7 @@ class SamSegWebApp(TrameApp):
                 v3.VProgressLinear(v_show=("samseg_busy",), model_value=(
                     "samseg_progress[1] ? 100 * samseg_progress[0] / samseg_progress[1] : 0",),
                     indeterminate=("!samseg_progress[1]",), classes="mt-2")
-                with html.Div(v_show=("samseg_busy",), classes="d-flex align-center"):
+                with html.Div(v_if=("samseg_busy",), classes="d-flex align-center"):  # d-flex would beat v_show
                     html.Div("{{ samseg_progress[2] }} {{ samseg_progress[1] ? samseg_progress[0] + '/' + "
                              "samseg_progress[1] : '' }}", classes="text-caption")
                     v3.VSpacer()

@@ -48,7 +48,7 @@ def a_data_folder(tmp_path_factory, data_dir) -> Path:
 @pytest.fixture(scope="module")
 def a_web_server(a_data_folder, tmp_path_factory):
     server = WebServer(a_data_folder / "ct_abdomen_3mm.nii.gz", a_data_folder,
-                       tmp_path_factory.mktemp("web-log") / "server.log")
+                       tmp_path_factory.mktemp("web-log") / "server.log", tmp_path_factory.mktemp("web-cache"))
     yield server
     server.stop()
 
@@ -147,6 +147,20 @@ def test_a_nifti_save_holds_the_same_labels_as_the_segmentation_file(a_page, a_d
     screenshots = Path(os.environ.get("SAMSEG_SCREENSHOTS", a_data_folder))
     screenshots.mkdir(parents=True, exist_ok=True)
     a_page.page.screenshot(path=str(screenshots / "web.png"))
+    assert a_page.errors == []
+
+
+def test_pre_encoding_shows_its_progress_and_cancel_stops_it(a_page):
+    a_page.page.evaluate("window.trame.state.set('samseg_encode_axis', 'sagittal')")
+    a_page.press("pre-encode")
+    progress = a_page.wait_until(lambda: a_page.state("samseg_busy") and a_page.state("samseg_progress")[1] and
+                                 a_page.state("samseg_progress"), "the progress bar", 60)
+    assert progress[1] == 122 and progress[2] == "Encoding sagittal slices"
+    assert a_page.page.locator("#samseg-cancel").is_visible()
+    a_page.press("cancel")
+    a_page.wait_until(lambda: a_page.state("samseg_status") == "Cancelled." and not a_page.state("samseg_busy"),
+                      "the cancel", 60)
+    a_page.wait_until(lambda: not a_page.page.locator("#samseg-cancel").is_visible(), "the Cancel button to go", 10)
     assert a_page.errors == []
 
 

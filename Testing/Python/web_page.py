@@ -31,16 +31,18 @@ def free_port() -> int:
 
 
 class WebServer:
-    """``samseg web IMAGE --data-dir DIR`` in a child process, on a free port of 127.0.0.1."""
+    """``samseg web IMAGE --data-dir DIR`` in a child process, on a free port of 127.0.0.1 (``cache_dir``: its own
+    embedding cache, so that what it encodes does not depend on earlier runs)."""
 
-    def __init__(self, image: Path, data_dir: Path, log_path: Path):
+    def __init__(self, image: Path, data_dir: Path, log_path: Path, cache_dir: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self._log = open(log_path, "wb")
         code = "import sys; from SAMSegSlicerLib.cli import main; sys.exit(main())"
         self.process = subprocess.Popen([sys.executable, "-c", code, "web", str(image), "--port", str(self.port),
                                          "--data-dir", str(data_dir)], stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                             **({"SAMSEG_CACHE_DIR": str(cache_dir)} if cache_dir else {})})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
