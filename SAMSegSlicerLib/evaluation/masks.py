@@ -29,3 +29,20 @@ def reach_beyond(truth_slices: list[int], predicted_slices: list[int]) -> int:
     if not predicted_slices:
         return 0
     return max(0, truth_slices[0] - predicted_slices[0], predicted_slices[-1] - truth_slices[-1])
+
+
+def slices_beyond(truth_slices: list[int], predicted_slices: list[int]) -> int:
+    """How many predicted slices lie outside the label's extent (its first to its last slice),
+    both ends together; every predicted slice when the label is on none."""
+    if not truth_slices:
+        return len(predicted_slices)
+    first, last = truth_slices[0], truth_slices[-1]
+    return sum(1 for index in predicted_slices if index < first or index > last)
+
+
+def leak_share(prediction: np.ndarray, other_labels: np.ndarray) -> float:
+    """The share of predicted voxels that lie inside other labels of the reference (0 for an
+    empty prediction)."""
+    prediction = np.asarray(prediction, bool)
+    predicted = int(prediction.sum())
+    return 0.0 if predicted == 0 else int(np.logical_and(prediction, other_labels).sum()) / predicted

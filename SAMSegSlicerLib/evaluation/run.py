@@ -12,7 +12,7 @@ from ..engine import SliceEngine
 from ..errors import InputError
 from .assisted import assisted
 from .box import box_protocol
-from .masks import dice, label_slices
+from .masks import dice, label_slices, leak_share, slices_beyond
 from .propagate import propagate_protocol
 from .protocol import EvalOptions, ProtocolFn
 from .report import EvalReport, LabelResult
@@ -39,7 +39,7 @@ def check_label_values(labels_kji: np.ndarray, label_values: list[int]) -> None:
 
 def run_evaluation(engine: SliceEngine, labels_kji: np.ndarray, label_values: list[int], protocol: str,
                    options: EvalOptions, progress: LabelProgress | None = None) -> EvalReport:
-    """Run ``protocol`` for each label value and measure 3-D Dice (over ``evaluated_kji`` when given)."""
+    """Run ``protocol`` for each label value and measure 3-D Dice and the leak (over ``evaluated_kji`` when given)."""
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}", None, f"use one of {', '.join(PROTOCOLS)}")
     check_label_values(labels_kji, label_values)
@@ -60,7 +60,11 @@ def run_evaluation(engine: SliceEngine, labels_kji: np.ndarray, label_values: li
         scope = outcome.evaluated_kji
         score = dice(outcome.prediction_kji, truth_kji) if scope is None else \
             dice(outcome.prediction_kji[scope], truth_kji[scope])
-        results.append(LabelResult(value, score, len(slices), time.perf_counter() - label_started, outcome.extra))
+        predicted_kji = outcome.prediction_kji if scope is None else outcome.prediction_kji & scope
+        leak = leak_share(predicted_kji, (labels_kji != 0) & ~truth_kji)
+        beyond = slices_beyond(slices, label_slices(axes.stack(predicted_kji)))
+        results.append(LabelResult(value, score, len(slices), time.perf_counter() - label_started, leak, beyond,
+                                   outcome.extra))
     options_json = {k: v for k, v in asdict(options).items() if k != "adapter"}
     return EvalReport(engine.volume.source, engine.model.model_id, protocol, options.axis, results,
                       time.perf_counter() - started, engine.stats.encode_seconds - encode_before,
