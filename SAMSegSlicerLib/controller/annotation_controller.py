@@ -201,10 +201,6 @@ class AnnotationController:
         self.jobs.wait(timeout_s)
         self.poll()
 
-    @property
-    def busy(self) -> bool:
-        return self.jobs.busy
-
     def cancel(self) -> None:
         """Stop the running download, encoding, propagation or learning; finished work is kept."""
         self._cancel.cancel()
