@@ -7,31 +7,17 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from SAMSegSlicerLib.cli import main
-
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("samseg: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
+from cli_run import one_error_line, run_cli
 
 
 def test_info(capsys, data_dir):
-    code, out, _ = _run(capsys, "info", data_dir / "mr_brain_tumor" / "image.nrrd")
+    code, out, _ = run_cli(capsys, "info", data_dir / "mr_brain_tumor" / "image.nrrd")
     info = json.loads(out)
     assert code == 0 and info["shape_ijk"] == [256, 256, 25] and "percentile" in info["window"]
 
 
 def test_models_list(capsys):
-    code, out, _ = _run(capsys, "models", "list")
+    code, out, _ = run_cli(capsys, "models", "list")
     assert code == 0 and "litemedsam" in out and "installed (package)" in out and "sam_vit_h" in out
 
 
@@ -49,7 +35,7 @@ def test_segment_from_ijk_and_ras_prompts_agree(capsys, tmp_path, data_dir, ct3m
     results = []
     for name in ("ijk", "ras"):
         out = tmp_path / f"{name}.nii.gz"
-        code, _, err = _run(capsys, "segment", image, "--prompts", tmp_path / f"{name}.json", "--out", out)
+        code, _, err = run_cli(capsys, "segment", image, "--prompts", tmp_path / f"{name}.json", "--out", out)
         assert code == 0, err
         results.append(sitk.GetArrayFromImage(sitk.ReadImage(str(out))))
     assert np.array_equal(results[0], results[1])
@@ -70,7 +56,7 @@ def test_segment_from_one_click_on_a_box_only_model(capsys, tmp_path, data_dir, 
     click_ijk = axes.rc_to_ijk(107, [inner_rc]).tolist()
     (tmp_path / "click.json").write_text(json.dumps({"prompts": [{"label": 1, "positive": click_ijk}]}))
     out = tmp_path / "click.nii.gz"
-    code, _, err = _run(capsys, "segment", data_dir / "ct_abdomen_3mm" / "image.nii.gz",
+    code, _, err = run_cli(capsys, "segment", data_dir / "ct_abdomen_3mm" / "image.nii.gz",
                         "--prompts", tmp_path / "click.json", "--out", out)
     assert code == 0, err
     predicted = axes.stack(sitk.GetArrayFromImage(sitk.ReadImage(str(out))) == 1)[107]
@@ -83,7 +69,7 @@ def test_evaluate_box_writes_json_and_reuses_the_disk_cache(capsys, tmp_path, da
             "--cache-dir", tmp_path / "cache"]
     reports = []
     for run in range(2):
-        code, out, err = _run(capsys, *args, "--json", tmp_path / f"run{run}.json")
+        code, out, err = run_cli(capsys, *args, "--json", tmp_path / f"run{run}.json")
         assert code == 0, err
         reports.append(json.loads((tmp_path / f"run{run}.json").read_text()))
     first, second = reports
@@ -133,9 +119,9 @@ def _bad_inputs(data_dir, tmp_path):
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("SAMSEG_MODEL_DIR", str(tmp_path / "models"))
     for argv, message in _bad_inputs(data_dir, tmp_path):
-        code, _, err = _run(capsys, *argv)
+        code, _, err = run_cli(capsys, *argv)
         assert code == 2, (argv, err)
-        assert message in _one_error_line(err), (argv, err)
+        assert message in one_error_line(err), (argv, err)
     assert not (tmp_path / "out.nii.gz").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -146,7 +132,7 @@ def test_demo_offline_uses_the_phantom(capsys, tmp_path, argv, monkeypatch):
 
     monkeypatch.setattr(sample, "SAMPLE_URL", "http://127.0.0.1:9/example_ct.nii.gz")
     monkeypatch.setenv("SAMSEG_HOME", str(tmp_path / "home"))
-    code, out, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    code, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 0, err
     assert "phantom" in err
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "demo" / "labels.nii.gz")))

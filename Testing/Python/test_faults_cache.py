@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from cli_run import run_cli
 
 from SAMSegSlicerLib.cache import MAGIC, STALE_TEMP_SECONDS, CacheKey, DiskStore, EmbeddingCache
-from SAMSegSlicerLib.cli import main
 
 SHAPE = (4, 8, 8)
 
@@ -27,11 +27,6 @@ def _key(index: int) -> CacheKey:
 def _array(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float16)
 
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _user_files(folder: Path) -> dict[str, bytes]:
@@ -137,7 +132,7 @@ def _unusable_cache_folder(kind: str, tmp_path: Path, monkeypatch) -> list[str]:
 def test_an_unusable_cache_folder_is_one_warning_and_the_run_succeeds(capsys, tmp_path, monkeypatch, segment_args,
                                                                       kind):
     cache_args = _unusable_cache_folder(kind, tmp_path, monkeypatch)
-    code, _, err = _run(capsys, *segment_args, *cache_args)
+    code, _, err = run_cli(capsys, *segment_args, *cache_args)
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "embedding cache" in warnings[0] and "going on without it" in warnings[0], err
@@ -148,7 +143,7 @@ def test_an_unusable_cache_folder_is_one_warning_and_the_run_succeeds(capsys, tm
 
 def test_embed_with_an_unusable_cache_folder_is_an_error(capsys, tmp_path, data_dir):
     (tmp_path / "cache").write_text("a file, not a folder")
-    code, _, err = _run(capsys, "embed", data_dir / "ct_abdomen_small" / "image.nii.gz",
+    code, _, err = run_cli(capsys, "embed", data_dir / "ct_abdomen_small" / "image.nii.gz",
                         "--cache-dir", tmp_path / "cache")
     assert code == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("samseg: error:")][0].count("disk cache") == 1
@@ -156,6 +151,6 @@ def test_embed_with_an_unusable_cache_folder_is_an_error(capsys, tmp_path, data_
 
 @pytest.mark.parametrize("size", ["nan", "inf", "-1"])
 def test_cache_size_must_be_a_finite_size(capsys, segment_args, size):
-    code, _, err = _run(capsys, *segment_args, "--cache-size-gb", size)
+    code, _, err = run_cli(capsys, *segment_args, "--cache-size-gb", size)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "--cache-size-gb" in lines[0] and lines[0].startswith("samseg: error:")

@@ -13,21 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from cli_run import one_error_line, run_cli
 
 from SAMSegSlicerLib.cli import main
-
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("samseg: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture
@@ -58,15 +46,15 @@ def _uncompressed_nifti(ct_path: Path, target: Path) -> Path:
 def test_truncated_nifti_is_an_error_naming_the_file(capsys, tmp_path, ct_path, kind, fraction):
     full = ct_path if kind == "nii.gz" else _uncompressed_nifti(ct_path, tmp_path / "full.nii")
     broken = _truncated(full, tmp_path / f"cut.{kind}", fraction)
-    code, _, err = _run(capsys, "info", broken)
-    line = _one_error_line(err)
+    code, _, err = run_cli(capsys, "info", broken)
+    line = one_error_line(err)
     assert code == 2 and "truncated" in line and str(broken) in line
 
 
 def test_segment_on_a_truncated_image_writes_nothing(capsys, tmp_path, ct_path, box_prompts):
     broken = _truncated(ct_path, tmp_path / "cut.nii.gz", 0.5)
-    code, _, err = _run(capsys, "segment", broken, "--prompts", box_prompts, "--out", tmp_path / "out.nii.gz")
-    assert code == 2 and "truncated" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "segment", broken, "--prompts", box_prompts, "--out", tmp_path / "out.nii.gz")
+    assert code == 2 and "truncated" in one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.nii.gz", "prompts.json"]
 
 
@@ -79,15 +67,15 @@ def test_truncated_nrrd_and_metaimage_are_one_line_naming_the_file(capfd, tmp_pa
     code = main(["info", str(broken)])
     err = capfd.readouterr().err  # what the terminal shows, SimpleITK's own prints included
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "truncated" in _one_error_line(err) and str(broken) in err
+    assert "truncated" in one_error_line(err) and str(broken) in err
 
 
 def test_nrrd_zero_voxel_size_is_an_error_naming_the_field(capsys, tmp_path, data_dir):
     path = tmp_path / "zero.nrrd"
     data = (data_dir / "mr_brain_tumor" / "image.nrrd").read_bytes()
     path.write_bytes(re.sub(rb"space directions: \([^)]*\)", b"space directions: (0,0,0)", data, count=1))
-    code, _, err = _run(capsys, "info", path)
-    line = _one_error_line(err)
+    code, _, err = run_cli(capsys, "info", path)
+    line = one_error_line(err)
     assert code == 2 and "space directions" in line and str(path) in line
 
 
@@ -101,8 +89,8 @@ def _nifti_with_pixdim(ct_path: Path, target: Path, axis: int, value: float) -> 
 @pytest.mark.parametrize("axis, value", [(1, 0.0), (3, 0.0), (2, -3.0), (1, float("nan"))])
 def test_nifti_voxel_size_zero_or_negative_is_an_error_naming_the_field(capsys, tmp_path, ct_path, axis, value):
     broken = _nifti_with_pixdim(ct_path, tmp_path / "pixdim.nii", axis, value)
-    code, _, err = _run(capsys, "info", broken)
-    line = _one_error_line(err)
+    code, _, err = run_cli(capsys, "info", broken)
+    line = one_error_line(err)
     assert code == 2 and f"pixdim[{axis}]" in line and str(broken) in line
 
 
@@ -112,8 +100,8 @@ def test_metaimage_voxel_size_zero_or_negative_is_an_error_naming_the_field(caps
     sitk.WriteImage(sitk.ReadImage(str(ct_path)), str(path))
     path.write_bytes(re.sub(rb"ElementSpacing = [^\n]*", f"ElementSpacing = {spacing}".encode(), path.read_bytes(),
                             count=1))
-    code, _, err = _run(capsys, "info", path)
-    line = _one_error_line(err)
+    code, _, err = run_cli(capsys, "info", path)
+    line = one_error_line(err)
     assert code == 2 and "ElementSpacing" in line and str(path) in line
 
 
@@ -129,9 +117,9 @@ def _float_copy_with_nan(ct_path: Path, target: Path, where=(slice(0, 2), slice(
 
 
 def test_nan_voxels_are_noted_once_and_do_not_change_the_window(capsys, tmp_path, ct_path):
-    code, out, _ = _run(capsys, "info", ct_path)
+    code, out, _ = run_cli(capsys, "info", ct_path)
     clean = json.loads(out)
-    code, out, err = _run(capsys, "info", _float_copy_with_nan(ct_path, tmp_path / "nan.nrrd"))
+    code, out, err = run_cli(capsys, "info", _float_copy_with_nan(ct_path, tmp_path / "nan.nrrd"))
     info = json.loads(out)
     assert code == 0
     assert info["window"] == clean["window"] and "CT" in info["window"]
@@ -144,7 +132,7 @@ def test_nan_voxels_give_the_same_mask_as_the_clean_image(capsys, tmp_path, ct_p
     for name, where in (("clean", (slice(0, 0),)), ("nan", (slice(0, 2), slice(0, 3), slice(0, 4)))):
         image = _float_copy_with_nan(ct_path, tmp_path / f"{name}.nrrd", where)
         out = tmp_path / f"{name}-labels.nii.gz"
-        code, _, err = _run(capsys, "segment", image, "--prompts", box_prompts, "--out", out, "--no-cache")
+        code, _, err = run_cli(capsys, "segment", image, "--prompts", box_prompts, "--out", out, "--no-cache")
         assert code == 0, err
         results.append(sitk.GetArrayFromImage(sitk.ReadImage(str(out))))
         assert err.count("NaN") == (name == "nan")
@@ -153,8 +141,8 @@ def test_nan_voxels_give_the_same_mask_as_the_clean_image(capsys, tmp_path, ct_p
 
 def test_an_all_nan_image_is_an_error(capsys, tmp_path, ct_path):
     path = _float_copy_with_nan(ct_path, tmp_path / "all-nan.nrrd", (slice(None),))
-    code, _, err = _run(capsys, "info", path)
-    assert code == 2 and "no finite voxel" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "info", path)
+    assert code == 2 and "no finite voxel" in one_error_line(err)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -168,8 +156,8 @@ def test_an_all_nan_image_is_an_error(capsys, tmp_path, ct_path):
      "--cache-size-gb"),
 ])
 def test_non_finite_numbers_are_refused_where_parsed(capsys, tmp_path, ct_path, argv, message):
-    code, _, err = _run(capsys, *[a.format(ct=ct_path, tmp=tmp_path) for a in argv])
-    assert code == 2 and message in _one_error_line(err)
+    code, _, err = run_cli(capsys, *[a.format(ct=ct_path, tmp=tmp_path) for a in argv])
+    assert code == 2 and message in one_error_line(err)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -187,8 +175,8 @@ def test_prompts_files_that_break_the_parser_are_one_line(capsys, tmp_path, ct_p
         prompts.mkdir()
     else:
         prompts.write_text(content if isinstance(content, str) else json.dumps(content))
-    code, _, err = _run(capsys, "segment", ct_path, "--prompts", prompts, "--out", tmp_path / "o.nii.gz")
-    line = _one_error_line(err)
+    code, _, err = run_cli(capsys, "segment", ct_path, "--prompts", prompts, "--out", tmp_path / "o.nii.gz")
+    line = one_error_line(err)
     assert code == 2 and message in line and str(prompts) in line
     assert not (tmp_path / "o.nii.gz").exists()
 
@@ -196,8 +184,8 @@ def test_prompts_files_that_break_the_parser_are_one_line(capsys, tmp_path, ct_p
 def test_a_one_voxel_image_is_an_error(capsys, tmp_path, box_prompts):
     path = tmp_path / "one.nii.gz"
     sitk.WriteImage(sitk.Image(1, 1, 1, sitk.sitkInt16), str(path))
-    code, _, err = _run(capsys, "segment", path, "--prompts", box_prompts, "--out", tmp_path / "o.nii.gz")
-    assert code == 2 and "no slice of it is at least 2x2" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "segment", path, "--prompts", box_prompts, "--out", tmp_path / "o.nii.gz")
+    assert code == 2 and "no slice of it is at least 2x2" in one_error_line(err)
 
 
 @pytest.fixture
@@ -213,14 +201,14 @@ def dicom_copy(data_dir, tmp_path) -> Path:
 def test_an_unreadable_dicom_file_is_an_error_naming_it(capsys, dicom_copy, damage):
     broken = dicom_copy / "02.dcm"
     broken.write_bytes(broken.read_bytes()[:len(broken.read_bytes()) // 3] if damage == "truncate" else b"")
-    code, _, err = _run(capsys, "info", dicom_copy)
-    line = _one_error_line(err)
+    code, _, err = run_cli(capsys, "info", dicom_copy)
+    line = one_error_line(err)
     assert code == 2 and "cannot be read" in line and str(broken) in line
 
 
 def test_other_files_beside_a_dicom_series_are_ignored(capsys, dicom_copy):
     (dicom_copy / "README.txt").write_text("notes about this scan")
-    code, out, err = _run(capsys, "info", dicom_copy)
+    code, out, err = run_cli(capsys, "info", dicom_copy)
     assert code == 0, err
     assert json.loads(out)["shape_ijk"] == [512, 512, 3]
 
@@ -254,8 +242,8 @@ def test_inputs_are_checked_before_the_model_loads(capsys, tmp_path, data_dir, c
     (tmp_path / "flat.json").write_text(json.dumps({"prompts": [{"label": 1, "box": [[30, 30, 15], [30, 60, 15]]}]}))
     (tmp_path / "box.json").write_text(json.dumps({"prompts": [{"label": 1, "box": [[30, 30, 15], [70, 60, 15]]}]}))
     labels = data_dir / "ct_abdomen_small" / "labels.nii.gz"
-    code, _, err = _run(capsys, *[a.format(ct=ct_path, tmp=tmp_path, labels=labels) for a in argv])
-    assert code == 2 and message in _one_error_line(err)
+    code, _, err = run_cli(capsys, *[a.format(ct=ct_path, tmp=tmp_path, labels=labels) for a in argv])
+    assert code == 2 and message in one_error_line(err)
     assert not (tmp_path / "o.nii.gz").exists()
 
 
@@ -265,9 +253,9 @@ def test_an_adapter_learned_with_other_weights_is_refused_before_the_model_loads
 
     adapter = save_adapter(PromptAdapter("vit_b@0123456789abcdef", np.zeros((TABLE_ROWS, 256), np.float32),
                                          ("points",)), tmp_path / "vit_b.safetensors")
-    code, _, err = _run(capsys, "evaluate", ct_path, data_dir / "ct_abdomen_small" / "labels.nii.gz",
+    code, _, err = run_cli(capsys, "evaluate", ct_path, data_dir / "ct_abdomen_small" / "labels.nii.gz",
                         "--labels", "1", "--adapter", adapter, "--json", tmp_path / "report.json")
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert code == 2 and "learned with vit_b@0123456789abcdef, not with litemedsam@" in line and str(adapter) in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vit_b.safetensors"]
 

@@ -17,24 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from cli_run import one_error_line, run_cli
 
-from SAMSegSlicerLib.cli import main
 from SAMSegSlicerLib.errors import OutputError
 from SAMSegSlicerLib.output import write_bytes
 from SAMSegSlicerLib.volume import read_volume, write_labelmap
-
-
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("samseg: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -69,17 +56,17 @@ def test_segment_refuses_an_output_that_is_an_input(capsys, tmp_path, small_ct, 
            "image-hardlink": lambda: _link("hardlink", small_ct, tmp_path / "link.nii.gz")}[case]
     out = out() if callable(out) else out
     before = _snapshot(tmp_path)
-    code, _, err = _run(capsys, "segment", small_ct, "--prompts", box_prompts, "--out", out)
+    code, _, err = run_cli(capsys, "segment", small_ct, "--prompts", box_prompts, "--out", out)
     assert code == 2
-    assert "output would overwrite an input" in _one_error_line(err) and str(out) in err
+    assert "output would overwrite an input" in one_error_line(err) and str(out) in err
     assert _snapshot(tmp_path) == before
 
 
 def test_propagate_refuses_the_seed_as_output(capsys, tmp_path, data_dir, small_ct):
     seed = Path(shutil.copy(data_dir / "ct_abdomen_small" / "labels.nii.gz", tmp_path / "seed.nii.gz"))
     before = _snapshot(tmp_path)
-    code, _, err = _run(capsys, "propagate", small_ct, "--seed", seed, "--out", seed)
-    assert code == 2 and "output would overwrite an input" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "propagate", small_ct, "--seed", seed, "--out", seed)
+    assert code == 2 and "output would overwrite an input" in one_error_line(err)
     assert _snapshot(tmp_path) == before
 
 
@@ -92,8 +79,8 @@ def test_segment_output_problems_are_found_before_the_image_is_read(capsys, tmp_
     argv = [a.format(tmp=tmp_path) for a in argv]
     (tmp_path / "folder.nii.gz").mkdir()
     before = _snapshot(tmp_path)
-    code, _, err = _run(capsys, "segment", tmp_path / "not-read.nii.gz", "--prompts", box_prompts, *argv)
-    assert code == 2 and message in _one_error_line(err)
+    code, _, err = run_cli(capsys, "segment", tmp_path / "not-read.nii.gz", "--prompts", box_prompts, *argv)
+    assert code == 2 and message in one_error_line(err)
     assert _snapshot(tmp_path) == before
 
 
@@ -112,9 +99,9 @@ def _unwritable_folder(tmp_path: Path) -> Path:
 
 def test_read_only_output_folder_is_reported_before_the_image_is_read(capsys, tmp_path, box_prompts):
     folder = _unwritable_folder(tmp_path)
-    code, _, err = _run(capsys, "segment", tmp_path / "not-read.nii.gz", "--prompts", box_prompts,
+    code, _, err = run_cli(capsys, "segment", tmp_path / "not-read.nii.gz", "--prompts", box_prompts,
                         "--out", folder / "out.nii.gz")
-    assert code == 2 and "output folder is not writable" in _one_error_line(err)
+    assert code == 2 and "output folder is not writable" in one_error_line(err)
     assert not (folder / "out.nii.gz").exists()
 
 
@@ -152,9 +139,9 @@ def test_full_disk_in_segment_exits_2_and_keeps_the_earlier_file(capsys, tmp_pat
     out.write_bytes(b"an earlier result")
     monkeypatch.setattr(sitk, "WriteImage", _short_write_image(0.5))
     before = _snapshot(tmp_path)
-    code, _, err = _run(capsys, "segment", small_ct, "--prompts", box_prompts, "--out", out, "--no-cache")
+    code, _, err = run_cli(capsys, "segment", small_ct, "--prompts", box_prompts, "--out", out, "--no-cache")
     assert code == 2
-    assert "could not write the file" in _one_error_line(err) and str(out) in err
+    assert "could not write the file" in one_error_line(err) and str(out) in err
     assert "wrote" not in err
     assert _snapshot(tmp_path) == before
 
