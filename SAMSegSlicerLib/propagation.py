@@ -23,6 +23,15 @@ plausible IoU estimate, overlap and area, but of another tissue), the model's Io
 the overlap with the previous mask, the area growing or collapsing beyond a ratio, an empty
 mask, and the caller's limits (a slice range, stop slices, the next seed).
 
+With a :class:`~.presence.PresenceModel` of the structure (learned from the seeds, or from the
+user's finished slices) three more checks run on every slice: the *leak guard* drops predicted
+pixels that lie far outside both the presence model's coarse map and the previous mask (a
+carried box that spills into a neighbouring organ), the *identity check* stops the chain when
+the mask's pooled feature no longer looks like the structure (the drift from one structure to
+another that the other rules miss: the new one has a plausible IoU, area and overlap), and the
+*absence rule* stops it when the coarse map holds nothing near the carried mask.  The identity
+check waits for masks of some size, so the thin ends of small structures are kept.
+
 Between two seeds both ends are carried towards each other; where both chains reach a slice
 it takes the mask with the higher model IoU estimate (``reconcile="iou"``) or the one carried
 from the nearer seed (``"nearest"``); where one chain stopped early the other fills in.  Seed
@@ -43,6 +52,7 @@ from scipy import ndimage
 from .engine import ModelPrompt, Prediction, SliceEngine
 from .errors import InputError
 from .geometry import bbox_rc
+from .presence import PresenceModel, SlicePresence, check_model, mask_identity, presence_on_slice
 from .worker import CancelToken
 
 # Why a chain ended.
@@ -52,6 +62,8 @@ STOP_OVERLAP = "low_overlap"        # too little overlap with the previous slice
 STOP_GROWTH = "area_growth"         # the area grew by more than max_growth
 STOP_COLLAPSE = "area_collapse"     # the area shrank below min_shrink of the previous one
 STOP_INTENSITY = "intensity"        # too few of the mask's pixels have the seed's intensities
+STOP_IDENTITY = "identity"          # the mask no longer looks like the structure (presence model)
+STOP_ABSENT = "absent"              # the presence model sees nothing of the structure near the mask
 STOP_RANGE = "range"                # the caller's slice range ends here
 STOP_SLICE = "stop_slice"           # the next slice is one of the caller's stop slices
 STOP_VOLUME_END = "volume_end"      # the last slice of the volume was reached
@@ -85,6 +97,12 @@ class PropagationConfig:
     min_area_mm2: float = 10.0
     min_intensity_match: float | None = 0.25
     intensity_spread: float = 1.3
+    # presence guard (used when propagate() is given a presence model)
+    min_identity: float | None = 0.3
+    identity_min_area_mm2: float = 200.0
+    min_presence: float | None = None
+    leak_margin_mm: float | None = 6.0
+    presence_box: bool = True
     # several seeds
     reconcile: str = "iou"
     # encoding
@@ -192,8 +210,9 @@ class _Run:
     """Book-keeping shared by the chains of one propagate() call."""
 
     def __init__(self, engine: SliceEngine, axis: str, config: PropagationConfig, slices_max: int,
-                 progress: ProgressFn | None, cancel: CancelToken | None):
+                 progress: ProgressFn | None, cancel: CancelToken | None, presence: PresenceModel | None):
         self.engine = engine
+        self.presence = presence
         self.axis = axis
         self.config = config
         self.slices_max = slices_max
@@ -226,8 +245,11 @@ class _Run:
 def propagate(engine: SliceEngine, seeds: Mapping[int, np.ndarray], axis: str,
               config: PropagationConfig | None = None, index_range: tuple[int, int] | None = None,
               stop_slices: Iterable[int] = (), progress: ProgressFn | None = None,
-              cancel: CancelToken | None = None) -> PropagationResult:
+              cancel: CancelToken | None = None, presence: PresenceModel | None = None) -> PropagationResult:
     """Carry the seed masks (slice index -> bool mask_rc on ``axis``) through the volume.
+
+    ``presence``: a presence model of the structure on ``axis`` (:func:`~.presence.build_presence`)
+    turns on the leak guard, the identity check and the absence rule of ``config``.
 
     ``index_range`` (inclusive) bounds the slices that may be predicted; propagation never
     enters a slice in ``stop_slices``.  When ``cancel`` is set the chains end at the slice
@@ -238,10 +260,15 @@ def propagate(engine: SliceEngine, seeds: Mapping[int, np.ndarray], axis: str,
     shape_rc = engine.slice_shape(axis)
     lo, hi = check_range(index_range, n_slices)
     seed_masks = _check_seeds(seeds, shape_rc, lo, hi)
+    if presence is not None:
+        check_model(engine, presence)
+        if presence.axis != axis:
+            raise InputError(f"the presence model was built on the {presence.axis} axis, propagation runs on {axis}",
+                             None, "build it on the propagation axis")
     blocked = {int(s) for s in stop_slices}
     order = sorted(seed_masks)
     slices_max = sum(1 for z in range(lo, hi + 1) if z not in seed_masks and z not in blocked)
-    run = _Run(engine, axis, config, slices_max, progress, cancel)
+    run = _Run(engine, axis, config, slices_max, progress, cancel, presence)
     seed_states = {z: _seed_state(engine, axis, z, seed_masks[z]) for z in order}
 
     chains: list[_Chain] = []
@@ -345,10 +372,14 @@ def _carry(run: _Run, seed: _State, direction: int, end: int, end_reason: str) -
         if run.cancelled:
             return _Chain(steps, ChainStop(seed.index, direction, state.index, None, STOP_CANCELLED))
         run.prefetch_from(index, direction, end)
-        prediction, voxels = _step(run, state, index, reference)
+        presence = None if run.presence is None else presence_on_slice(run.engine, run.presence, run.axis, index)
+        prediction, voxels = _step(run, state, index, reference, presence)
         run.report(index, seed.index, direction)
         mask = _clean(prediction.mask_rc, state.mask)
-        reason = _stop_reason(run, state, mask, prediction.iou, voxels, reference)
+        reason = None
+        if presence is not None:
+            mask, reason = _guard(run, state, index, mask, presence)
+        reason = reason or _stop_reason(run, state, mask, prediction.iou, voxels, reference)
         if reason is not None:
             return _Chain(steps, ChainStop(seed.index, direction, state.index, index, reason))
         steps[index] = SliceResult(mask, prediction.iou, seed.index)
@@ -356,14 +387,21 @@ def _carry(run: _Run, seed: _State, direction: int, end: int, end_reason: str) -
         index += direction
 
 
-def _step(run: _Run, state: _State, index: int, reference: tuple[float, float]) -> tuple[Prediction, np.ndarray]:
+def _step(run: _Run, state: _State, index: int, reference: tuple[float, float],
+          presence: SlicePresence | None) -> tuple[Prediction, np.ndarray]:
     """Predict slice ``index`` from the previous slice's state.  With several candidate boxes the
     one with the best model IoU estimate wins, weighted by its intensity match when
-    ``select_by_intensity`` is set."""
+    ``select_by_intensity`` is set.  With a presence model its coarse map proposes one more box:
+    around the previous mask and the parts of the map that touch it (a structure that widens
+    faster than the box margins, or a mask that lost part of the structure on the slice before)."""
     config = run.config
     voxels = _voxels(run.engine, run.axis, index)
     points_rc, labels = _points(state, voxels, config, run.spacing_rc)
     boxes = [_box_around(state.mask, margin, run.spacing_rc) for margin in config.box_margin_mm]
+    if presence is not None and config.presence_box:
+        grown = _presence_region(state.mask, presence, run)
+        if grown is not None:
+            boxes.append(_box_around(grown, min(config.box_margin_mm, default=0.0), run.spacing_rc))
     prompt = ModelPrompt(
         points_rc=points_rc, point_labels=labels,
         mask_logits=state.logits if config.mask_prompt else None,
@@ -441,6 +479,42 @@ def _clean(mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
         if len(touching):
             mask = np.isin(labels, touching)
     return mask
+
+
+def _presence_region(previous: np.ndarray, presence: SlicePresence, run: _Run) -> np.ndarray | None:
+    """The previous mask joined with the coarse map's components that touch it (None when none does)."""
+    coarse = presence.probability_rc >= run.presence.options.threshold
+    labels, count = ndimage.label(coarse)
+    if count == 0:
+        return None
+    touching = np.unique(labels[previous & (labels > 0)])
+    if not len(touching):
+        return None
+    return previous | np.isin(labels, touching)
+
+
+def _guard(run: _Run, previous: _State, index: int, mask: np.ndarray,
+           presence: SlicePresence) -> tuple[np.ndarray, str | None]:
+    """The presence model's checks on a carried mask: the mask with its leak trimmed, and why the
+    chain must stop here (None: it goes on)."""
+    config = run.config
+    if not mask.any():
+        return mask, None
+    coarse = presence.probability_rc >= run.presence.options.threshold
+    if config.min_presence is not None:
+        near = ndimage.binary_dilation(previous.mask, iterations=max(1, int(round(9.0 / min(run.spacing_rc)))))
+        if presence.probability_rc[near].max(initial=0.0) < config.min_presence:
+            return mask, STOP_ABSENT
+    if config.leak_margin_mm is not None:
+        # Keep what is near the coarse map or near the previous mask: the thin end of a
+        # structure may be missing from the 4-pixel coarse map, but it lies where the mask was.
+        support = coarse | previous.mask
+        outside = ndimage.distance_transform_edt(~support, sampling=run.spacing_rc)
+        mask = _clean(mask & (outside <= config.leak_margin_mm), previous.mask)
+    if config.min_identity is not None and mask.sum() * run.pixel_mm2 >= config.identity_min_area_mm2:
+        if mask_identity(run.engine, run.presence, run.axis, index, mask) < config.min_identity:
+            return mask, STOP_IDENTITY
+    return mask, None
 
 
 def _stop_reason(run: _Run, previous: _State, mask: np.ndarray, iou: float, voxels: np.ndarray,
