@@ -14,9 +14,9 @@ import warnings
 
 from ..errors import Cancelled, SamSegError
 from ..worker import CancelToken, stop_shared_worker
-from . import assist, demo, embed, evaluate, info, models, propagate, segment, web
+from . import assist, auto, demo, embed, evaluate, info, models, propagate, segment, web
 
-COMMANDS = [demo, models, info, embed, segment, propagate, evaluate, assist, web]
+COMMANDS = [demo, models, info, embed, segment, propagate, auto, evaluate, assist, web]
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130

@@ -9,6 +9,7 @@ import numpy as np
 from ..engine import ModelPrompt
 from ..errors import DownloadError, InputError
 from ..overlay import spread_slices, write_montage
+from ..presence import build_presence
 from ..prompt_file import entry_to_slice
 from ..propagation import propagate
 from ..sample import SAMPLE_BOX_RAS, DemoCase, download_sample, phantom_case
@@ -77,7 +78,10 @@ def run(args) -> int:
                          "put the box around a visible object with --box-ras")
     report(f"axial slice {entry.index}: {int(prediction.mask_rc.sum())} pixels from the box, model IoU estimate "
            f"{prediction.iou:.2f}; propagating")
-    result = propagate(engine, {entry.index: prediction.mask_rc}, "axial")
+    # The presence guard (a presence model of the boxed structure, built from its one slice) stops
+    # the chain where it would drift onto another structure, and says so ("identity").
+    seeds = {entry.index: prediction.mask_rc}
+    result = propagate(engine, seeds, "axial", presence=build_presence(engine, "axial", seeds))
     labels_kji = np.zeros(case.volume.voxels_kji.shape, dtype=np.uint8)
     axes = case.volume.axes("axial")
     axes.stack(labels_kji)[:] = result.stack(axes.n_slices, axes.slice_shape)

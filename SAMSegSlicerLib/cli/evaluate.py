@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..assist import PromptAdapter, load_adapter
+from ..auto import AUTO_MODES
 from ..errors import InputError, ModelError
 from ..evaluation import PROTOCOLS, EvalOptions, check_label_values, run_evaluation
+from ..evaluation.propagate import GUARDS
 from ..models.registry import ModelSpec, resolve_spec
 from ..models.sam_model import model_identity
 from ..volume import read_labelmap
@@ -32,7 +34,14 @@ def register(subparsers) -> None:
     parser.add_argument("--clicks", type=int, default=1, help="prompts per slice for clicks/scribbles/lasso (K)")
     parser.add_argument("--jitter", type=finite_number(minimum=0.0), default=0.0,
                         help="box protocol: move each box edge up to PX pixels")
-    parser.add_argument("--seed-slices", type=int, default=1, help="propagate protocol: seed slices per label")
+    parser.add_argument("--seed-slices", type=int, default=1,
+                        help="propagate and auto protocols: seed slices per label")
+    parser.add_argument("--guard", default="rules", choices=GUARDS,
+                        help="propagate protocol: rules (default stop rules), presence (plus the presence guard "
+                             "built from the seeds), empty (carry until the mask is empty)")
+    parser.add_argument("--auto-mode", default="guided", choices=AUTO_MODES,
+                        help="auto protocol: guided (propagation guarded by the presence model, default) or "
+                             "prompts (a box from the presence model on every slice)")
     parser.add_argument("--random-seed", type=int, default=0, help="seed of the simulated user's randomness")
     parser.add_argument("--assist-slices", type=int, default=0,
                         help="SAM^assist: per label, learn prompts from K slices around its median slice and "
@@ -63,7 +72,8 @@ def run(args) -> int:
     engine = engine_from_args(args, volume)
     options = EvalOptions(axis=args.axis, clicks=args.clicks, jitter_px=args.jitter,
                           seed=args.random_seed, seed_slices=args.seed_slices,
-                          assist_slices=args.assist_slices, adapter=adapter)
+                          assist_slices=args.assist_slices, adapter=adapter, guard=args.guard,
+                          auto_mode=args.auto_mode)
     evaluation = run_evaluation(engine, labels_kji, values, args.protocol, options, report)
     print(evaluation.table())
     if json_out:

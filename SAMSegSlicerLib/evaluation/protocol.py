@@ -24,6 +24,8 @@ class EvalOptions:
     seed_slices: int = 1
     assist_slices: int = 0
     adapter: object | None = None
+    guard: str = "rules"          # propagate: "rules" (today's stop rules), "presence" (+ the presence guard), "empty"
+    auto_mode: str = "guided"     # auto: guided propagation or per-slice prompts from the presence model
 
 
 @dataclass

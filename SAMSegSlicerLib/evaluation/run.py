@@ -13,7 +13,7 @@ from ..errors import InputError
 from .assisted import assisted
 from .box import box_protocol
 from .masks import dice, label_slices, leak_share, slices_beyond
-from .propagate import propagate_protocol
+from .propagate import auto_protocol, propagate_protocol
 from .protocol import EvalOptions, ProtocolFn
 from .report import EvalReport, LabelResult
 from .simulated_user import clicks_protocol, lasso_protocol, scribbles_protocol
@@ -26,6 +26,7 @@ PROTOCOLS: dict[str, ProtocolFn] = {
     "scribbles": scribbles_protocol,
     "lasso": lasso_protocol,
     "propagate": propagate_protocol,
+    "auto": auto_protocol,
 }
 
 
