@@ -65,6 +65,7 @@ class PresenceOptions:
     background_prototypes: int = 8
     position: bool = True
     position_spread: float = 1.5        # the prior's sigma in half-sizes of the annotated masks
+    position_reach_mm: float = 60.0     # beyond the annotated slices the prior fades with this sigma (at least)
     threshold: float = 0.5
     components: int = 1                 # the strongest components kept for prompts (SAP-Net's top-K)
     seed: int = 0
@@ -93,7 +94,7 @@ class PresenceModel:
 
     ``foreground``: (P, C) and ``background``: (B, C) unit prototypes of standardised features;
     ``head``: (C + 1,) weights and bias, or None; ``anchors``: the position term (empty: none);
-    ``mean_area_mm2``: the annotated masks' mean area.
+    ``mean_area_mm2``: the annotated masks' mean area; ``slice_mm``: the distance between slices.
     """
 
     model_weights: str
@@ -105,6 +106,7 @@ class PresenceModel:
     head: np.ndarray | None
     anchors: tuple[Anchor, ...]
     mean_area_mm2: float
+    slice_mm: float
     options: PresenceOptions = field(default_factory=PresenceOptions)
     info: dict = field(default_factory=dict)
 
@@ -133,7 +135,14 @@ class PresenceModel:
         spread = self.options.position_spread
         rows = (np.arange(shape_rc[0]) - centre[0]) / max(1.0, spread * half[0])
         cols = (np.arange(shape_rc[1]) - centre[1]) / max(1.0, spread * half[1])
-        return np.exp(-0.5 * (rows[:, None] ** 2 + cols[None, :] ** 2)).astype(np.float32)
+        # Along the axis the structure may reach well beyond the annotated slices (one seed is
+        # usually its largest slice), so the prior fades slowly there: a sigma of the annotated
+        # span or ``position_reach_mm``, whichever is longer.
+        first, last = min(a.index for a in self.anchors), max(a.index for a in self.anchors)
+        beyond_mm = max(0, first - index, index - last) * self.slice_mm
+        reach_mm = max(self.options.position_reach_mm, (last - first) * self.slice_mm)
+        along = np.exp(-0.5 * (beyond_mm / reach_mm) ** 2)
+        return (along * np.exp(-0.5 * (rows[:, None] ** 2 + cols[None, :] ** 2))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -237,11 +246,13 @@ def build_presence(engine: SliceEngine, axis: str, annotated: Mapping[int, np.nd
     if options.head and options.head_steps > 0:
         head = _train_head(standard, y, options, progress, cancel)
     anchors = tuple(_anchor(index, mask) for index, mask in masks.items()) if options.position else ()
-    spacing_rc = engine.volume.axes(axis).spacing_rc(engine.volume.spacing_ijk)
+    axes = engine.volume.axes(axis)
+    spacing_rc = axes.spacing_rc(engine.volume.spacing_ijk)
+    slice_mm = float(engine.volume.spacing_ijk[axes.normal_ijk])
     mean_area_mm2 = float(np.mean([m.sum() for m in masks.values()]) * spacing_rc[0] * spacing_rc[1])
     info = {"annotated_slices": sorted(masks), "background_slices": background_slices, "cells": int(len(y))}
     return PresenceModel(_model_weights(engine), axis, mean.astype(np.float32), scale.astype(np.float32),
-                         foreground, background, head, anchors, mean_area_mm2, options, info)
+                         foreground, background, head, anchors, mean_area_mm2, slice_mm, options, info)
 
 
 def _check_annotated(engine: SliceEngine, axis: str, annotated: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
@@ -410,8 +421,8 @@ def _options_json(options: PresenceOptions) -> str:
 
 def _digest(model: PresenceModel) -> str:
     digest = hashlib.sha256()
-    header = [model.model_weights, model.axis, model.mean_area_mm2, _options_json(model.options), model.info,
-              [[a.index, list(a.centre_rc), list(a.half_rc)] for a in model.anchors]]
+    header = [model.model_weights, model.axis, model.mean_area_mm2, model.slice_mm, _options_json(model.options),
+              model.info, [[a.index, list(a.centre_rc), list(a.half_rc)] for a in model.anchors]]
     digest.update(json.dumps(header, sort_keys=True).encode())
     for array in _arrays(model).values():
         digest.update(np.ascontiguousarray(array, "<f4").tobytes())
@@ -435,6 +446,7 @@ def save_presence(model: PresenceModel, path: str | Path) -> Path:
         "model_weights": model.model_weights,
         "axis": model.axis,
         "mean_area_mm2": json.dumps(model.mean_area_mm2),
+        "slice_mm": json.dumps(model.slice_mm),
         "options": _options_json(model.options),
         "info": json.dumps(model.info, sort_keys=True),
         "anchors": json.dumps([[a.index, list(a.centre_rc), list(a.half_rc)] for a in model.anchors]),
@@ -468,7 +480,8 @@ def load_presence(path: str | Path) -> PresenceModel:
                         for i, c, h in json.loads(metadata["anchors"]))
         model = PresenceModel(str(metadata["model_weights"]), str(metadata["axis"]), tensors["feature_mean"],
                               tensors["feature_scale"], tensors["foreground"], tensors["background"],
-                              tensors.get("head"), anchors, float(json.loads(metadata["mean_area_mm2"])), options,
+                              tensors.get("head"), anchors, float(json.loads(metadata["mean_area_mm2"])),
+                              float(json.loads(metadata["slice_mm"])), options,
                               json.loads(metadata["info"]))
         checksum = metadata["checksum"]
     except (SafetensorError, ValueError, KeyError, TypeError, OverflowError, IndexError, InputError):
