@@ -205,3 +205,14 @@ def test_evaluate_auto_and_the_guards_report_dice_leak_and_stops(capsys, tmp_pat
     assert by_guard["presence"]["dice"] > by_guard["empty"]["dice"] + 0.1
     assert by_guard["presence"]["leak_share"] < by_guard["empty"]["leak_share"]
     assert evenly_spread_seeds(np.ones((10, 2, 2), bool), 5) == [1, 3, 5, 7, 9]
+
+
+def test_the_demo_on_the_small_ct_no_longer_drifts_through_every_slice(capsys, tmp_path, data_dir):
+    """A box over the centre of the middle slice of ct_abdomen_small (right kidney, IVC, fat):
+    before the guard the chain ran through all 30 slices, onto the liver above; now the upward
+    chain stops where the mask stops looking like the seed, and says so."""
+    code, stdout, err = run_cli(capsys, "demo", data_dir / "ct_abdomen_small" / "image.nii.gz", "--out", tmp_path)
+    assert code == 0, err
+    assert "stopped: identity" in err
+    filled = int(stdout.split("segmented ")[1].split()[0])
+    assert filled < 25
