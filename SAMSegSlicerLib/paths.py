@@ -1,6 +1,7 @@
 """Per-user folders for model files and the embedding cache.
 
-``SAMSEG_HOME`` moves both; ``SAMSEG_MODEL_DIR`` and ``SAMSEG_CACHE_DIR`` move each one.
+``SAMSEG_HOME`` moves them all; ``SAMSEG_MODEL_DIR``, ``SAMSEG_CACHE_DIR`` and ``SAMSEG_COMPILED_DIR``
+move each one (the last holds the compiled encoders, see :mod:`.models.compiled_encoder`).
 Defaults: ``$XDG_CACHE_HOME/samseg`` (``~/.cache/samseg``) on Linux,
 ``~/Library/Caches/samseg`` on macOS and ``%LOCALAPPDATA%\\samseg`` on Windows.
 """
@@ -32,6 +33,11 @@ def model_dir() -> Path:
 def embedding_cache_dir() -> Path:
     return Path(os.environ["SAMSEG_CACHE_DIR"]).expanduser() if os.environ.get("SAMSEG_CACHE_DIR") \
         else samseg_home() / "embeddings"
+
+
+def compiled_encoder_dir() -> Path:
+    return Path(os.environ["SAMSEG_COMPILED_DIR"]).expanduser() if os.environ.get("SAMSEG_COMPILED_DIR") \
+        else samseg_home() / "compiled"
 
 
 def sample_data_dir() -> Path:

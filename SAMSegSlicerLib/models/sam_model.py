@@ -199,13 +199,18 @@ def _build_network(spec: ModelSpec, state: dict, path: Path):
 class SamModel:
     """A loaded model on a device: ``encode`` slices, ``decode`` prompts against an embedding."""
 
-    def __init__(self, spec: ModelSpec, network, device: str, precision: str, model_id: str):
+    def __init__(self, spec: ModelSpec, network, device: str, precision: str, model_id: str,
+                 weights_checksum: str = ""):
         import torch
 
         self.spec = spec
         self.device = torch.device(device)
         self.precision = precision
-        self.model_id = model_id
+        self.base_model_id = model_id
+        self.weights_checksum = weights_checksum
+        # A compiled_encoder.CompiledEncoder that answers instead of image_encoder (None: eager).
+        self.compiled_encoder = None
+        self.compiled_status = ""  # what load_model found about the compiled encoder, one line
         self.image_encoder = network.image_encoder.eval()
         self.prompt_encoder = network.prompt_encoder.eval()
         self.mask_decoder = network.mask_decoder.eval()
@@ -227,6 +232,20 @@ class SamModel:
         # A learned assist.PromptAdapter whose embeddings replace the stock prompt tokens in
         # decode (None: the stock model); set with assist.set_prompt_adapter.
         self.prompt_adapter = None
+
+    @property
+    def model_id(self) -> str:
+        """Names the weights, the precision and, with a compiled encoder, that encoder: every embedding is
+        cached under the id of the encoder that computed it (compiled ones differ from eager ones in the
+        last bits)."""
+        if self.compiled_encoder is None:
+            return self.base_model_id
+        return f"{self.base_model_id}+{self.compiled_encoder.variant}"
+
+    def use_compiled_encoder(self, encoder) -> None:
+        """Encode with ``encoder`` from now on (None: the eager encoder again).  Call it on the torch thread,
+        between jobs, so no encode straddles the switch of ``model_id``."""
+        self.compiled_encoder = encoder
 
     @property
     def input_size(self) -> int:
@@ -262,16 +281,23 @@ class SamModel:
         import torch
 
         batch = self.preprocess(images01)
+        compiled = self.compiled_encoder
+        with torch.inference_mode():
+            embeddings = compiled(batch) if compiled is not None else self.run_eager_encoder(batch)
+        return embeddings.float().to(torch.float16).cpu().numpy()
+
+    def run_eager_encoder(self, batch):
+        """The eager image encoder on a preprocessed (B, 3, S, S) batch, in the model's precision."""
+        import torch
+
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.inference_mode():
             if autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=autocast_dtype):
-                    embeddings = self.image_encoder(batch)
-            else:
-                embeddings = self.image_encoder(batch)
-        return embeddings.float().to(torch.float16).cpu().numpy()
+                    return self.image_encoder(batch.to(self.device))
+            return self.image_encoder(batch.to(self.device))
 
     def image_context(self, embedding: np.ndarray):
         """The prompt-independent decoder tensors (:class:`.fast_decoder.ImageContext`) of one
@@ -349,14 +375,20 @@ class SamModel:
         return out.reshape(*lead, *info.original_rc)
 
 
-def model_identity(spec: ModelSpec, path: Path, precision: str) -> str:
-    checksum = spec.checksum.split(":", 1)[1] if spec.checksum else file_digest(path, "sha256")
+def weights_checksum(spec: ModelSpec, path: Path) -> str:
+    """``algorithm:hex`` of the weights: the published checksum, or the file's SHA-256."""
+    return spec.checksum if spec.checksum else "sha256:" + file_digest(path, "sha256")
+
+
+def model_identity(spec: ModelSpec, path: Path, precision: str, checksum: str | None = None) -> str:
+    checksum = (checksum or weights_checksum(spec, path)).split(":", 1)[1]
     return f"{spec.arch}@{checksum[:16]}/{precision}"
 
 
 def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto", download: bool = True,
-               progress: Progress | None = None) -> SamModel:
-    """Find (or download), verify and load ``spec`` onto a device."""
+               progress: Progress | None = None, compiled: bool = True) -> SamModel:
+    """Find (or download), verify and load ``spec`` onto a device.  ``compiled``: use the compiled encoder
+    when one is already built for this machine (:mod:`.compiled_encoder`; never builds one here)."""
     device = choose_device(device)
     precision = choose_precision(device, precision)
     if device == "cpu":
@@ -370,4 +402,10 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto", d
             from .tinyvit_fast import fuse_mbconv_blocks
 
             fuse_mbconv_blocks(network.image_encoder, precision)
-    return SamModel(spec, network, device, precision, model_identity(spec, path, precision))
+    checksum = weights_checksum(spec, path)
+    model = SamModel(spec, network, device, precision, model_identity(spec, path, precision, checksum), checksum)
+    if compiled:
+        from .compiled_encoder import attach_ready
+
+        model.compiled_status = attach_ready(model)
+    return model
