@@ -53,6 +53,7 @@ from SAMSegSlicerLib.controller import AnnotationController, AnnotationSettings,
 from SAMSegSlicerLib.errors import SamSegError  # noqa: E402
 from SAMSegSlicerLib.geometry import AXES  # noqa: E402
 from SAMSegSlicerLib.models import DEFAULT_MODEL, DEVICE_CHOICES, MODEL_SPECS  # noqa: E402
+from SAMSegSlicerLib.models.compiled_encoder import build_after_every_load  # noqa: E402
 from SAMSegSlicerLib.paths import embedding_cache_dir, model_dir  # noqa: E402
 from SAMSegSlicerLib.propagation import DIRECTIONS  # noqa: E402
 from SAMSegSlicerLib.window import WINDOW_CHOICES  # noqa: E402
@@ -145,6 +146,9 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
         self.writer = EffectSegmentWriter()
         self.controller = AnnotationController(slicer.mrmlScene, self.writer, QTimerScheduler(POLL_INTERVAL_MS),
                                                settings=self.settings)
+        # Each model loaded gets its compiled CPU encoder built once per machine, in the background (the eager encoder
+        # answers meanwhile); its progress lines reach the status line through the controller's poll.
+        build_after_every_load(on_status=self.controller._worker_notes.append)
 
     def getParameterNode(self) -> SAMSegSlicerParameterNode:
         return SAMSegSlicerParameterNode(super().getParameterNode())

@@ -47,7 +47,10 @@ def run(args) -> int:
     # The model first: importing torchvision pulls in triton, whose LLVM crashes the process when Mesa's (loaded by
     # the first offscreen render window) is already there; loaded this way round both work.
     from ..factory import EngineOptions, open_model
+    from ..models.compiled_encoder import build_after_every_load
 
+    # Each model loaded gets its compiled CPU encoder built once per machine, in the background (eager meanwhile).
+    build_after_every_load(on_status=lambda line: print(f"samseg: {line}", file=sys.stderr, flush=True))
     model = open_model(EngineOptions())
     # No X display on a server: VTK renders offscreen through EGL.
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
