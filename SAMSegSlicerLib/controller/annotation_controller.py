@@ -23,12 +23,14 @@ import numpy as np
 import vtk
 
 from ..assist import AnnotatedSlice, adapter_applied, learn_prompts
+from ..auto import auto_segment
 from ..cache import EmbeddingCache
 from ..errors import Cancelled, InputError, PromptError, SamSegError
 from ..factory import EngineOptions, make_cache, make_engine
 from ..geometry import ViewSlice, slice_axes
 from ..models import checkpoint_path, load_model, resolve_spec
 from ..models.sam_model import SamModel
+from ..presence import build_presence
 from ..prompts import Box, Lasso
 from ..propagation import propagate, propagation_range
 from ..session import AnnotationSession, ras_to_slice_rc, slice_rc_to_ras
@@ -543,30 +545,25 @@ class AnnotationController:
 
         return self._submit(job, lambda update: self._apply_slice_update(target, update), edit=True)
 
-    # --- propagation, encoding and learned prompts ----------------------------------------------
+    # --- propagation, auto-segmentation, encoding and learned prompts ----------------------------
     def propagate(self, target: AnnotationTarget, slice_node=None, direction: str | None = None) -> Future:
         """Carry the segment's slices accepted on the axis of ``slice_node`` (the last prompted view by default) to
         their neighbours and add the result to the segment (one undoable command).  The seeds are what the
-        segment holds on those slices; the model is the stock one, whatever prompts the segment learned."""
+        segment holds on those slices; the model is the stock one, whatever prompts the segment learned.  With
+        the ``presence_guard`` setting (the default) a presence model learned from the seeds trims leaks and
+        stops a chain that drifts onto another structure."""
         slice_node = slice_node or self.last_slice_node
         if slice_node is None:
             raise PromptError("no view to propagate in", None, "accept a slice in a slice view first")
         annotation, view = self._resolve_view(target, slice_node)
         settings = self.settings()
-        seed_indices = self._accepted_indices(target, view.axis, "before propagating")
-        n_slices = annotation.volume.axes(view.axis).n_slices
-        if n_slices < 2:
-            raise PromptError(f"the volume has a single {view.axis} slice", None, "there is nothing to propagate to")
-        index_range = propagation_range(seed_indices, direction or settings.direction,
+        seeds, n_slices = self._seed_masks(target, annotation, view, "propagating")
+        index_range = propagation_range(sorted(seeds), direction or settings.direction,
                                         slider_sign(annotation.volume, view, slice_node), settings.max_slices,
                                         n_slices)
-        seeds = {index: mask for index, mask in self.segment_slices(target, view.axis, seed_indices).items()
-                 if mask.any()}
-        if not seeds:
-            raise PromptError(f"the segment is empty on its accepted {view.axis} slices", None,
-                              "accept a slice again before propagating")
         options = settings.engine_options()
         config = settings.propagation_config()
+        guard = settings.presence_guard
         cancel = self._new_cancel_token()
 
         def job():
@@ -577,22 +574,90 @@ class AnnotationController:
                                                                       f"{step.current_index}")
 
             with adapter_applied(session.engine, None):
+                presence = self._presence_of(session, view.axis, seeds, cancel) if guard else None
                 return propagate(session.engine, seeds, view.axis, config, index_range=index_range,
-                                 progress=progressed, cancel=cancel)
+                                 progress=progressed, cancel=cancel, presence=presence)
 
         def done(result) -> None:
-            predicted = {index: mask for index, mask in result.masks.items() if index not in result.seeds}
-            if predicted:
-                edit = self._add_to_segment(target, result.axis, predicted)
-                self.history.push(Command(CommandKind.PROPAGATION, target, None, session_action=False,
-                                          segment_edit=edit))
-            stops = "; ".join(f"the chain from slice {s.seed} stopped after slice {s.last} ({s.reason})"
-                              for s in result.stops)
+            added = self._add_predicted(target, result, CommandKind.PROPAGATION)
             kept = "cancelled, kept" if result.cancelled else "added"
-            self.show_status(f"Propagation {kept} {result.slices_predicted} {result.axis} slices: {stops}.")
+            guarded = " with the presence guard" if guard else ""
+            self.show_status(f"Propagation {kept} {added} {result.axis} slices{guarded}: {_chain_ends(result)}.")
             self._changed()
 
         return self._submit(job, done, edit=True)
+
+    def auto_segment_rest(self, target: AnnotationTarget, slice_node=None) -> Future:
+        """SAM^auto for the selected segment: learn where it is from its slices accepted on the axis of
+        ``slice_node`` (the last prompted view by default), then segment the whole axis from them (guided
+        propagation: the presence model trims leaks and ends every chain where the structure ends, whatever the
+        direction and range settings say), and add the new slices to the segment as one undoable command.
+        Cancel keeps the slices finished so far, as propagation does."""
+        slice_node = slice_node or self.last_slice_node
+        if slice_node is None:
+            raise PromptError("no view to auto-segment in", None, "accept a slice in a slice view first")
+        annotation, view = self._resolve_view(target, slice_node)
+        settings = self.settings()
+        seeds, _ = self._seed_masks(target, annotation, view, "auto-segmenting the rest")
+        options = settings.engine_options()
+        config = settings.propagation_config()
+        cancel = self._new_cancel_token()
+
+        def job():
+            session = self._session_for(annotation, options, cancel)
+
+            def progressed(done: int, total: int) -> None:
+                self._set_progress(done, total, f"Auto-segmenting {view.axis} slices")
+
+            # the stock model, as for propagation: learned prompts belong to the segment's clicks only
+            with adapter_applied(session.engine, None):
+                presence = self._presence_of(session, view.axis, seeds, cancel)
+                return auto_segment(session.engine, view.axis, presence, seeds, mode="guided", config=config,
+                                    progress=progressed, cancel=cancel)
+
+        def done(result) -> None:
+            added = self._add_predicted(target, result.propagation, CommandKind.AUTO)
+            kept = "cancelled, kept" if result.cancelled else "added"
+            self.show_status(f"Auto-segmentation from {len(result.annotated)} accepted {result.axis} slices {kept} "
+                             f"{added} slices: {_chain_ends(result.propagation)}.")
+            self._changed()
+
+        return self._submit(job, done, edit=True)
+
+    def _seed_masks(self, target: AnnotationTarget, annotation: _Annotation, view: ViewSlice,
+                    purpose: str) -> tuple[dict[int, np.ndarray], int]:
+        """Main thread: what the segment holds on its accepted slices of the view's axis (the seeds of propagation
+        and auto-segmentation), and the axis' slice count; one clear error when there is nothing to start from."""
+        seed_indices = self._accepted_indices(target, view.axis, f"before {purpose}")
+        n_slices = annotation.volume.axes(view.axis).n_slices
+        if n_slices < 2:
+            raise PromptError(f"the volume has a single {view.axis} slice", None, "there is nothing to propagate to")
+        seeds = {index: mask for index, mask in self.segment_slices(target, view.axis, seed_indices).items()
+                 if mask.any()}
+        if not seeds:
+            raise PromptError(f"the segment is empty on its accepted {view.axis} slices", None,
+                              f"accept a slice again before {purpose}")
+        return seeds, n_slices
+
+    def _presence_of(self, session: AnnotationSession, axis: str, seeds: dict, cancel: CancelToken):
+        """Worker: the presence model of the segment, learned from its seeds.  Their embeddings are already cached
+        (the seeds were prompted), so this takes a fraction of a second; progress is still shown, since an
+        unencoded seed (another effect drew it) is encoded first."""
+        self._set_progress(0, 0, f"Learning where the segment is from {len(seeds)} {axis} slices")
+
+        def progressed(done: int, total: int) -> None:
+            self._set_progress(done, total, f"Learning where the segment is from {len(seeds)} {axis} slices")
+
+        return build_presence(session.engine, axis, seeds, progress=progressed, cancel=cancel)
+
+    def _add_predicted(self, target: AnnotationTarget, result, kind: CommandKind) -> int:
+        """Main thread: add a propagation's predicted slices (not its seeds) to the segment as one command;
+        returns how many slices were added."""
+        predicted = {index: mask for index, mask in result.masks.items() if index not in result.seeds and mask.any()}
+        if predicted:
+            edit = self._add_to_segment(target, result.axis, predicted)
+            self.history.push(Command(kind, target, None, session_action=False, segment_edit=edit))
+        return len(predicted)
 
     def _accepted_indices(self, target: AnnotationTarget, axis: str, purpose: str) -> list[int]:
         indices = self.history.accepted_indices(target.segment_id, axis)
@@ -697,6 +762,11 @@ class AnnotationController:
         self._forget_slices()
         self.last_slice_node = None
         self._changed()
+
+
+def _chain_ends(result) -> str:
+    """How every chain of a propagation ended, for the status line."""
+    return "; ".join(f"the chain from slice {s.seed} stopped after slice {s.last} ({s.reason})" for s in result.stops)
 
 
 def _slice_of_block(volume: Volume, axis: str, block_kji: np.ndarray) -> np.ndarray:

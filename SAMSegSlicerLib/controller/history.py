@@ -1,4 +1,5 @@
-"""One undo history for everything SAMSeg does: prompts, accepts, propagations and erased slices.
+"""One undo history for everything SAMSeg does: prompts, accepts, propagations, auto-segmentations and erased
+slices.
 
 A command knows both of its sides: the annotation session's (one session action, undone and redone by
 the session's own history, which stays in step because only commands drive it) and the segment's (a
@@ -20,6 +21,7 @@ class CommandKind(enum.Enum):
     PROMPT = "prompt"
     ACCEPT = "accept"
     PROPAGATION = "propagation"
+    AUTO = "auto-segmentation"
     ERASE = "erase"
 
 

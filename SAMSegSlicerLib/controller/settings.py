@@ -13,7 +13,9 @@ _DEFAULT_PROPAGATION = PropagationConfig()
 @dataclass(frozen=True)
 class AnnotationSettings:
     """model, device, window: what the engine is built from; encode_axis: what pre-encoding encodes;
-    direction, max_slices (0: no limit), min_iou, min_overlap, max_growth (0 switches a rule off): propagation."""
+    direction, max_slices (0: no limit), min_iou, min_overlap, max_growth (0 switches a rule off): propagation;
+    presence_guard: propagation first learns where the segment is from its accepted slices (a presence model) and
+    uses it to trim leaks and stop a chain that drifts onto another structure (README "Auto-segment the rest")."""
 
     model: str | None = None
     device: str = "auto"
@@ -24,6 +26,7 @@ class AnnotationSettings:
     min_iou: float = _DEFAULT_PROPAGATION.min_iou
     min_overlap: float = _DEFAULT_PROPAGATION.min_overlap
     max_growth: float = _DEFAULT_PROPAGATION.max_growth
+    presence_guard: bool = True
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(model=self.model, device=self.device, window=self.window)
