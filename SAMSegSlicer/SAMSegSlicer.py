@@ -78,7 +78,7 @@ class SAMSegSlicer(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segment CT and MR volumes with Segment Anything models (LiteMedSAM by default): place positive or "
             "negative points, a box or scribbles in the Red, Yellow or Green view, accept the slice, then "
-            "propagate it through the volume. "
+            "propagate it through the volume, or accept a few slices and auto-segment the rest. "
             '<a href="https://github.com/samsegslicer/SAMSegSlicer#slicer-extension">Documentation</a>.'
         )
         self.parent.acknowledgementText = (
@@ -130,6 +130,7 @@ class SAMSegSlicerParameterNode:
     minIou: Annotated[float, WithinRange(0.0, 1.0), Decimals(2), SingleStep(0.05)] = DEFAULTS.min_iou
     minOverlap: Annotated[float, WithinRange(0.0, 1.0), Decimals(2), SingleStep(0.05)] = DEFAULTS.min_overlap
     maxGrowth: Annotated[float, WithinRange(0.0, 20.0), Decimals(1), SingleStep(0.5)] = DEFAULTS.max_growth
+    presenceGuard: bool = DEFAULTS.presence_guard
 
 
 #
@@ -157,7 +158,7 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
         p = self.getParameterNode()
         return AnnotationSettings(model=p.model, device=p.device, window=p.window, encode_axis=p.encodeAxis,
                                   direction=p.propagationDirection, max_slices=p.maxSlices, min_iou=p.minIou,
-                                  min_overlap=p.minOverlap, max_growth=p.maxGrowth)
+                                  min_overlap=p.minOverlap, max_growth=p.maxGrowth, presence_guard=p.presenceGuard)
 
     @staticmethod
     def missingPythonPackages() -> list:
@@ -233,6 +234,7 @@ class SAMSegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.connect("clicked()", lambda: self.run(lambda target: self.controller.undo()))
         self.ui.redoButton.connect("clicked()", lambda: self.run(lambda target: self.controller.redo()))
         self.ui.propagateButton.connect("clicked()", lambda: self.run(self.controller.propagate))
+        self.ui.autoSegmentButton.connect("clicked()", lambda: self.run(self.controller.auto_segment_rest))
         self.ui.preEncodeButton.connect("clicked()", lambda: self.run(self.controller.pre_encode))
         self.ui.learnPromptsButton.connect("clicked()", lambda: self.run(self.controller.learn_prompts))
         self.ui.forgetPromptsButton.connect("clicked()", lambda: self.run(self.controller.forget_learned_prompts))

@@ -3,12 +3,16 @@ stand-ins for what only the Slicer application has: ``qt`` (a QTimer polled by h
 ``slicer.parameterNodeWrapper`` and a Segment Editor effect that writes through the editor logic as the desktop effect
 does.  It checks the wiring the desktop relies on -- the module imports, its Logic builds the controller on
 ``slicer.mrmlScene`` with the parameter node's settings, the QTimer scheduler drives ``poll``, and accepted masks
-go through the effect (one editor undo state each) -- not Qt itself, which only the self-tests in Slicer run."""
+go through the effect (one editor undo state each); and, read from the .ui and the module's source, that every panel
+button is connected (Auto-segment the rest beside Propagate) and every bound parameter (the Presence guard check box)
+reaches the controller's settings -- not Qt itself, which only the self-tests in Slicer run."""
 
 from __future__ import annotations
 
+import ast
 import sys
 import types
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,7 @@ from SAMSegSlicerLib.controller import AnnotationTarget, EditorLogicWriter, Slic
 from SAMSegSlicerLib.controller.mrml_geometry import volume_from_node
 
 MODULE_FOLDER = Path(__file__).resolve().parents[2] / "SAMSegSlicer"
+UI_FILE = MODULE_FOLDER / "Resources" / "UI" / "SAMSegSlicer.ui"
 
 
 class _Timer:
@@ -70,9 +75,20 @@ def _stand_ins(scene) -> dict:
     def parameterNodeWrapper(cls):  # noqa: N802 - Slicer's name
         defaults = {name: getattr(cls, name) for name in cls.__annotations__}
 
-        class Wrapped(types.SimpleNamespace):
+        class Wrapped:
+            """Reads and writes the parameters on the node it wraps, as Slicer's wrapper does (defaults first)."""
+
             def __init__(self, node):
-                super().__init__(**defaults)
+                object.__setattr__(self, "_node", node)
+                for name, value in defaults.items():
+                    if not hasattr(node, name):
+                        setattr(node, name, value)
+
+            def __getattr__(self, name):
+                return getattr(self._node, name)
+
+            def __setattr__(self, name, value):
+                setattr(self._node, name, value)
 
         return Wrapped
 
@@ -155,3 +171,52 @@ def test_the_module_logic_runs_a_box_and_an_accept_through_its_timer_and_effect(
     np.testing.assert_array_equal(volume.axes("axial").take(segment_array(a_liver_target), index), candidate)
     logic.detachEffect(effect)
     assert logic.writer.effect is None
+
+
+def _clicked_connections() -> dict[str, str]:
+    """What each ``self.ui.<button>.connect("clicked()", ...)`` of the module calls: button name -> the first
+    attribute named in the slot (``auto_segment_rest`` for ``lambda: self.run(self.controller.auto_segment_rest)``),
+    read from the module's source (the widget itself needs Qt, which only the self-tests in Slicer have)."""
+    connections = {}
+    for node in ast.walk(ast.parse((MODULE_FOLDER / "SAMSegSlicer.py").read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect" \
+                and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "clicked()" \
+                and isinstance(node.func.value, ast.Attribute):
+            slot = node.args[1]
+            names = [n.attr for n in ast.walk(slot)
+                     if isinstance(n, ast.Attribute) and n.attr not in ("run", "controller")]
+            connections[node.func.value.attr] = names[0] if names else ""
+    return connections
+
+
+def test_every_panel_button_is_connected_and_auto_segment_sits_beside_propagate():
+    ui = ET.parse(UI_FILE).getroot()
+    buttons = {w.get("name") for w in ui.iter("widget") if w.get("class") == "QPushButton"}
+    connections = _clicked_connections()
+    assert buttons <= set(connections), f"buttons of the .ui never connected: {sorted(buttons - set(connections))}"
+    assert connections["autoSegmentButton"] == "auto_segment_rest"
+    assert connections["propagateButton"] == "propagate"
+    # the layout whose own items are the two buttons: a row of its own in the Propagation panel
+    beside = next(layout for layout in ui.iter("layout")
+                  if [item.find("widget").get("name") for item in layout.findall("item")
+                      if item.find("widget") is not None] == ["propagateButton", "autoSegmentButton"])
+    assert beside.get("class") == "QHBoxLayout"
+    panel = next(w for w in ui.iter("widget") if w.get("name") == "propagationCollapsibleButton")
+    assert beside in list(panel.iter("layout"))
+    assert "presenceGuardCheckBox" in {w.get("name") for w in panel.iter("widget")}
+
+
+def test_every_bound_parameter_is_a_parameter_node_field_and_the_presence_guard_reaches_the_settings(
+        the_slicer_module):
+    ui = ET.parse(UI_FILE).getroot()
+    bound = {w.get("name"): p.find("string").text for w in ui.iter("widget") for p in w.findall("property")
+             if p.get("name") == "SlicerParameterName"}
+    logic = the_slicer_module.sharedLogic()
+    node = logic.getParameterNode()
+    missing = [name for name in bound.values() if not hasattr(node, name)]
+    assert not missing, f"the .ui binds parameters the parameter node lacks: {missing}"
+    assert bound["presenceGuardCheckBox"] == "presenceGuard"
+    assert node.presenceGuard is True and logic.controller.settings().presence_guard is True
+    node.presenceGuard = False  # the check box unticked
+    assert logic.controller.settings().presence_guard is False
+    assert logic.controller.settings().max_growth == node.maxGrowth

@@ -3,8 +3,9 @@
 The same scenarios and expectations as the controller tests on slicer-core (``SAMSegScenarios``): the CT of
 ``$SAMSEG_DATA/ct_abdomen_3mm`` loaded by Slicer, prompts placed in the Red, Yellow and Green views through the
 application's controller (``SAMSegSlicer.sharedLogic().controller``) and accepted through the SAMSeg Segment Editor
-effect, Dice against the reference organs; propagation with undo and redo; a rotated view refused; prompts learned
-from two accepted slices answering a click until forgotten.  Real LiteMedSAM: the Python packages must be installed.
+effect, Dice against the reference organs; propagation with undo and redo; the left kidney auto-segmented from three
+accepted slices as one undo step; a rotated view refused; prompts learned from two accepted slices answering a click
+until forgotten.  Real LiteMedSAM: the Python packages must be installed.
 """
 
 import os
@@ -14,12 +15,15 @@ import slicer
 import vtk
 from SAMSegScenarios import (
     ASSISTED_CLICK_MIN_DICE,
+    AUTO_MIN_DICE,
+    AUTO_SEED_SLICES,
     PROMPT_FIXTURES,
     PROPAGATION_MIN_DICE,
     STRUCTURES,
     dice,
     largest_slice,
     prompt_points_rc,
+    spread_slices,
 )
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
@@ -37,7 +41,8 @@ class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         for test in (self.test_prompts_in_each_view_reach_their_dice, self.test_propagation_undo_redo,
-                     self.test_rotated_view_is_refused, self.test_learned_prompts_answer_clicks_on_their_segment):
+                     self.test_auto_segment_the_rest_undo_redo, self.test_rotated_view_is_refused,
+                     self.test_learned_prompts_answer_clicks_on_their_segment):
             self.setUp()
             test()
 
@@ -160,6 +165,33 @@ class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
         controller.redo()
         controller.wait_for_jobs()
         np.testing.assert_array_equal(self.segmentArray(target), propagated)
+        self.tearDown()
+
+    def test_auto_segment_the_rest_undo_redo(self):
+        """The left kidney (the right one looks the same to the model) from a few accepted axial boxes: the rest is
+        segmented as one undoable step and stays on that kidney."""
+        controller = self.controller()
+        volume, labels, target = self.makeScene("kidney_left")
+        kidney = labels == STRUCTURES["kidney_left"]
+        sliceNode = None
+        for index in spread_slices(volume, kidney, "axial", AUTO_SEED_SLICES):
+            _, _, sliceNode = self.promptOnLargestSlice(controller, volume, kidney, target, "Red", "axial", "box",
+                                                        "bounding_box", index=index)
+            controller.accept(target)
+            controller.wait_for_jobs()
+        accepted = self.segmentArray(target)
+        self.delayDisplay(f"Auto-segment the rest from {AUTO_SEED_SLICES} accepted axial slices")
+        controller.auto_segment_rest(target, sliceNode)
+        controller.wait_for_jobs()
+        auto = self.segmentArray(target)
+        score = dice(auto, kidney)
+        self.assertGreaterEqual(score, AUTO_MIN_DICE["kidney_left"], f"auto-segmentation reached 3-D Dice {score:.3f}")
+        controller.undo()
+        controller.wait_for_jobs()
+        np.testing.assert_array_equal(self.segmentArray(target), accepted)
+        controller.redo()
+        controller.wait_for_jobs()
+        np.testing.assert_array_equal(self.segmentArray(target), auto)
         self.tearDown()
 
     def test_rotated_view_is_refused(self):
