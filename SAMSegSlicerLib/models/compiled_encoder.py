@@ -62,13 +62,17 @@ ENABLE_ENV = "SAMSEG_COMPILED_ENCODER"
 BLOB, REFERENCE, MANIFEST = "encoder.blob", "reference.npy", "manifest.json"
 TEMP_PREFIX = ".build-"
 STALE_TEMP_SECONDS = 3600.0
-# The check: on the check image, the compiled encoder may be at most ERROR_MARGIN times as far
-# (relative L2) from the float32 encoder as the eager encoder in the same precision is, and never
-# further than ERROR_CEILING.  Measured on LiteMedSAM in bf16: eager 4.9-5.9 %, OpenVINO 4.2-5.7 %
-# from float32, 2.7-3.6 % from each other; in fp32 both ~4e-6.  A wrong or damaged build is off by
-# tens of percent.
+# The check: on the check image, the compiled encoder's relative L2 distance from the float32
+# encoder may exceed the eager encoder's (same precision) by at most ERROR_MARGIN times or
+# ERROR_SLACK, whichever allows more, and never ERROR_CEILING.  Measured in bf16: LiteMedSAM eager
+# 4.9-5.9 %, OpenVINO 4.2-5.7 % (2.7-3.6 % from each other); SAM ViT-B with random weights eager
+# 0.8 %, OpenVINO 1.0 %; in fp32 both ~4e-6.  A wrong or damaged build is off by tens of percent.
 PRECISIONS = ("bf16", "fp32")
-ERROR_MARGIN, ERROR_FLOOR, ERROR_CEILING = 1.25, 1e-3, 0.12
+ERROR_MARGIN, ERROR_SLACK, ERROR_CEILING = 1.5, 0.01, 0.12
+
+
+def error_limit(eager_error: float) -> float:
+    return min(max(ERROR_MARGIN * eager_error, eager_error + ERROR_SLACK), ERROR_CEILING)
 BUILD_STEPS = ("loading the model", "converting to OpenVINO", "compiling", "checking against the eager encoder",
                "saving")
 
@@ -215,7 +219,7 @@ class Manifest:
 
     @property
     def error_limit(self) -> float:
-        return min(max(ERROR_MARGIN * self.eager_error, ERROR_FLOOR), ERROR_CEILING)
+        return error_limit(self.eager_error)
 
     def describe(self) -> str:
         return (f"built in {self.build_seconds:.0f} s; check image vs eager: max |diff| {self.max_abs_diff:.3g}; "
@@ -406,8 +410,7 @@ def build_artifact(model: SamModel, progress: Progress | None = None, root: Path
     got = CompiledEncoder(compiled, key, None).run_numpy(example.numpy())
     max_abs, relative = compare(got, eager)
     (_, compiled_error), (_, eager_error) = compare(got, reference), compare(eager, reference)
-    limit = min(max(ERROR_MARGIN * eager_error, ERROR_FLOOR), ERROR_CEILING)
-    if not compiled_error <= limit:
+    if not compiled_error <= error_limit(eager_error):
         raise ModelError(f"the compiled encoder is less exact than the eager one (error vs fp32 {compiled_error:.3g}, "
                          f"eager {eager_error:.3g}); it was not saved", None, "the eager encoder stays in use")
     step(4)
