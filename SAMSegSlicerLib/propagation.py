@@ -98,7 +98,7 @@ class PropagationConfig:
     min_intensity_match: float | None = 0.25
     intensity_spread: float = 1.3
     # presence guard (used when propagate() is given a presence model)
-    min_identity: float | None = 0.3
+    min_identity: float | None = 0.2
     identity_min_area_mm2: float = 200.0
     min_presence: float | None = None
     leak_margin_mm: float | None = 6.0

@@ -5,7 +5,8 @@ on every labelled structure of the data folder; auto from K slices; the presence
 
 Structures: every label with >= 5 axial slices in ``ct_abdomen_3mm``, ``ct_abdomen_small`` and
 ``mr_abdomen_small``; the lung nodule; the brain tumour; the three labels of the 3-slice DICOM
-series.  For each, one seed slice (the label's largest, segmented from its bounding box) is
+series (the nodule also on the coronal axis, where it spans 26 thin slices: the small structure
+whose ends stop rules tend to cut).  For each, one seed slice (the label's largest, segmented from its bounding box) is
 propagated three ways (``samseg evaluate --protocol propagate --guard G``):
 
 * ``empty``: the baseline, the box carried until the mask is empty (every other rule off);
@@ -38,7 +39,7 @@ MIN_SLICES = 5
 
 
 def structures(case: str):
-    """(volume, label map, [(label value, name)]) of one case."""
+    """(volume, label map, [(label value, name, axis)]) of one case."""
     import numpy as np
 
     from SAMSegSlicerLib.volume import read_labelmap, read_volume
@@ -49,7 +50,7 @@ def structures(case: str):
         labels = np.zeros(volume.voxels_kji.shape, np.int16)
         for value, name in enumerate(("liver", "spine", "heart"), start=1):
             labels[read_labelmap(folder / case / "labels" / f"{name}_seg.nrrd", volume) > 0] = value
-        return volume, labels, [(1, "liver"), (2, "spine"), (3, "heart")]
+        return volume, labels, [(1, "liver", "axial"), (2, "spine", "axial"), (3, "heart", "axial")]
     suffix = ".nrrd" if case in ("ct_lung_nodule", "mr_brain_tumor") else ".nii.gz"
     volume = read_volume(folder / case / f"image{suffix}")
     labels = read_labelmap(folder / case / f"labels{suffix}", volume)
@@ -57,12 +58,33 @@ def structures(case: str):
     class_map = folder / "totalsegmentator_class_map.json"
     if class_map.is_file():
         names = json.loads(class_map.read_text()).get("total_mr" if case.startswith("mr_abdomen") else "total", {})
+    if case == "ct_lung_nodule":
+        return volume, labels, [(1, "nodule", "axial"), (1, "nodule", "coronal")]
+    if case == "mr_brain_tumor":
+        return volume, labels, [(1, "tumour", "axial")]
     axes = volume.axes("axial")
     chosen = []
     for value in (int(v) for v in np.unique(labels) if v != 0):
         if int(axes.stack(labels == value).any(axis=(1, 2)).sum()) >= MIN_SLICES:
-            chosen.append((value, names.get(str(value), "nodule" if "lung" in case else "tumour")))
+            chosen.append((value, names.get(str(value), str(value)), "axial"))
     return volume, labels, chosen
+
+
+def table_rows(case, axis, on_axis, by_guard, rows, figures) -> list[str]:
+    """Add one table row and one JSON figure per structure; return the structures where the guard
+    scores below carry-until-empty."""
+    below = []
+    for n, (value, name) in enumerate(on_axis):
+        scores = {guard: by_guard[guard][n] for guard in GUARDS}
+        figures["structures"].append({
+            "case": case, "label": value, "name": name, "axis": axis, "slices": scores["rules"].slices_with_label,
+            **{f"{g}_dice": round(r.dice, 4) for g, r in scores.items()},
+            **{f"{g}_leak": round(r.leak_share, 4) for g, r in scores.items()}})
+        if scores["presence"].dice < scores["empty"].dice:
+            below.append(f"{case} {value} {name} ({axis})")
+        rows.append([case, value, name[:22], axis, scores["rules"].slices_with_label,
+                     *(f"{scores[g].dice:.3f}" for g in GUARDS), *(f"{scores[g].leak_share:.3f}" for g in GUARDS)])
+    return below
 
 
 def evaluate(engine, labels, values, protocol, **options):
@@ -92,21 +114,15 @@ def main() -> int:
         volume, labels, chosen = structures(case)
         engine = make_engine(volume, options, model=model)
         model = engine.model
-        progress(f"{case}: {len(chosen)} structures; encoding")
-        engine.encode("axial", range(engine.n_slices("axial")))
-        values = [value for value, _ in chosen]
-        by_guard = {guard: evaluate(engine, labels, values, "propagate", guard=guard) for guard in GUARDS}
-        for n, (value, name) in enumerate(chosen):
-            scores = {guard: by_guard[guard][n] for guard in GUARDS}
-            figure = {"case": case, "label": value, "name": name, "slices": scores["rules"].slices_with_label,
-                      **{f"{g}_dice": round(r.dice, 4) for g, r in scores.items()},
-                      **{f"{g}_leak": round(r.leak_share, 4) for g, r in scores.items()}}
-            figures["structures"].append(figure)
-            if scores["presence"].dice < scores["empty"].dice:
-                below.append(f"{case} {value} {name}")
-            rows.append([case, value, name[:22], scores["rules"].slices_with_label,
-                         *(f"{scores[g].dice:.3f}" for g in GUARDS), *(f"{scores[g].leak_share:.3f}" for g in GUARDS)])
-    print(format_table(["case", "label", "name", "slices", "Dice empty", "Dice rules", "Dice presence",
+        for axis in sorted({axis for _, _, axis in chosen}):
+            on_axis = [(value, name) for value, name, a in chosen if a == axis]
+            progress(f"{case}: {len(on_axis)} structures on the {axis} axis")
+            engine.encode(axis, range(engine.n_slices(axis)))
+            values = [value for value, _ in on_axis]
+            by_guard = {guard: evaluate(engine, labels, values, "propagate", guard=guard, axis=axis)
+                        for guard in GUARDS}
+            below += table_rows(case, axis, on_axis, by_guard, rows, figures)
+    print(format_table(["case", "label", "name", "axis", "slices", "Dice empty", "Dice rules", "Dice presence",
                         "leak empty", "leak rules", "leak presence"], rows))
     everything = figures["structures"]
     means = {f"{g}_{m}": float(np.mean([f[f"{g}_{m}"] for f in everything])) for g in GUARDS for m in ("dice", "leak")}
