@@ -121,7 +121,8 @@ class SamSegWebApp(TrameApp):
         s.samseg_changes = 0
         for name, value in (("direction", DEFAULTS.direction), ("max_slices", DEFAULTS.max_slices),
                             ("min_iou", DEFAULTS.min_iou), ("min_overlap", DEFAULTS.min_overlap),
-                            ("max_growth", DEFAULTS.max_growth), ("encode_axis", DEFAULTS.encode_axis),
+                            ("max_growth", DEFAULTS.max_growth), ("presence_guard", DEFAULTS.presence_guard),
+                            ("encode_axis", DEFAULTS.encode_axis),
                             ("model", DEFAULTS.model), ("device", DEFAULTS.device), ("window", DEFAULTS.window)):
             s[f"samseg_{name}"] = value
         s.change("samseg_tool")(self._on_tool)
@@ -133,7 +134,8 @@ class SamSegWebApp(TrameApp):
                                   encode_axis=s.samseg_encode_axis, direction=s.samseg_direction,
                                   max_slices=int(s.samseg_max_slices or 0), min_iou=float(s.samseg_min_iou or 0),
                                   min_overlap=float(s.samseg_min_overlap or 0),
-                                  max_growth=float(s.samseg_max_growth or 0))
+                                  max_growth=float(s.samseg_max_growth or 0),
+                                  presence_guard=bool(s.samseg_presence_guard))
 
     def target(self) -> AnnotationTarget:
         return AnnotationTarget(self.volume_node, self.segmentation_node, self.state.samseg_segment or "")
@@ -452,8 +454,16 @@ class SamSegWebApp(TrameApp):
                                         ("max_growth", "Area growth")):
                         v3.VTextField(label=label, v_model_number=(f"samseg_{name}",), type="number", step=0.05,
                                       density="compact", hide_details=True, classes="mr-1")
-                v3.VBtn("Propagate", click=lambda: self.run(self.controller.propagate), block=True, classes="mt-2",
-                        id="samseg-propagate", disabled=("!samseg_loaded",))
+                v3.VCheckbox(label="Presence guard", v_model=("samseg_presence_guard",), density="compact",
+                             hide_details=True, id="samseg-presence-guard",
+                             title="Learn where the segment is from its accepted slices before propagating: trims "
+                                   "leaks into neighbours and stops a chain that drifts onto another structure")
+                with html.Div(classes="d-flex mt-2"):
+                    v3.VBtn("Propagate", click=lambda: self.run(self.controller.propagate), classes="mr-2 flex-grow-1",
+                            id="samseg-propagate", disabled=("!samseg_loaded",))
+                    v3.VBtn("Auto-segment the rest", click=lambda: self.run(self.controller.auto_segment_rest),
+                            classes="flex-grow-1", id="samseg-auto", disabled=("!samseg_loaded",),
+                            title="Segment the whole axis from the segment's accepted slices (one undo step)")
                 with html.Div(classes="d-flex mt-2"):
                     v3.VSelect(label="Axis", v_model=("samseg_encode_axis",), items=("samseg_axes", list(AXES)),
                                density="compact", hide_details=True, classes="mr-2")

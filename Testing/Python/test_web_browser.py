@@ -1,7 +1,8 @@
 """``samseg web`` in a real browser (Debian's chromium driven by Playwright): ct_abdomen_3mm opened from the command
 line; a click in the axial view, a box in the coronal view, a scribble in the sagittal view and a lasso, each
 accepted and checked by Dice in the file the page saves; propagation with 3-D Dice, undo and redo; .seg.nrrd and
-NIfTI saves that read back equal; a bad upload that changes nothing; no error in the browser console."""
+NIfTI saves that read back equal; a bad upload that changes nothing; the rest of the spleen auto-segmented from three
+accepted boxes, undone in one step; no error in the browser console."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from SAMSegScenarios import STRUCTURES, dice, largest_slice, prompt_points_rc
+from SAMSegScenarios import (
+    AUTO_MIN_DICE,
+    AUTO_SEED_SLICES,
+    STRUCTURES,
+    dice,
+    largest_slice,
+    prompt_points_rc,
+    spread_slices,
+)
 from web_page import CHROMIUM, SamSegPage, WebServer
 
 from SAMSegSlicerLib.evaluation.simulated_user import interior_point
@@ -198,4 +207,31 @@ def test_an_upload_and_a_file_of_the_data_folder_open_in_the_page(a_page, a_data
     a_page.press("open")
     a_page.wait_until(lambda: a_page.state("samseg_status").startswith("Opened ct_abdomen_3mm.nii.gz"), "the CT")
     assert a_page.state("samseg_views")["Red"]["axis"] == "axial"
+    assert a_page.errors == []
+
+
+def test_auto_segment_the_rest_from_three_accepted_spleen_slices_is_one_undo_step_from_the_page(
+        a_page, a_data_folder, ct):
+    """On the CT as the page shows it last (its own segmentation, Segment 1 selected): three boxes accepted on the
+    spleen, then "Auto-segment the rest"."""
+    volume, labels = ct
+    spleen = labels == STRUCTURES["spleen"]
+    segment = 1 + [s["id"] for s in a_page.state("samseg_segments")].index(a_page.state("samseg_segment"))
+    a_page.choose_tool("box")
+    for index in spread_slices(volume, spleen, "axial", AUTO_SEED_SLICES):
+        corners_ras = volume.ijk_to_ras_points(volume.axes("axial").rc_to_ijk(
+            index, prompt_points_rc("bounding_box", volume.axes("axial").take(spleen, index))))
+        a_page.show_slice("Red", index)
+        a_page.wait_for_change(a_page.gesture("Red", corners_ras[::-1], drag=True))
+        a_page.act("accept")
+    seeds = saved_labels(a_page, a_data_folder, ct, "auto-seeds.seg.nrrd") == segment
+    a_page.act("auto")
+    a_page.wait_until(lambda: a_page.state("samseg_status").startswith("Auto-segmentation from 3 accepted axial "
+                                                                      "slices added"), "auto-segmentation")
+    auto = saved_labels(a_page, a_data_folder, ct, "auto.seg.nrrd") == segment
+    score = dice(auto, spleen)
+    print(f"auto-segmentation from the page: 3-D Dice {score:.3f}; {a_page.state('samseg_status')}")
+    assert score >= AUTO_MIN_DICE["spleen"]
+    a_page.act("undo")
+    np.testing.assert_array_equal(saved_labels(a_page, a_data_folder, ct, "auto-undone.seg.nrrd") == segment, seeds)
     assert a_page.errors == []
