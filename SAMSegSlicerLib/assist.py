@@ -53,6 +53,8 @@ from .errors import InputError, ModelError
 from .geometry import bbox_rc
 from .models.sam_model import ResizeInfo, SamModel
 from .output import write_bytes
+from .safetensors_file import metadata as safetensors_metadata
+from .safetensors_file import read_file
 from .worker import CancelToken
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps planned)
@@ -241,14 +243,10 @@ def load_adapter(path: str | Path) -> PromptAdapter:
 
     path = Path(path)
     hint = "the file is damaged or not a samseg prompt adapter; learn it again (samseg assist learn)"
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"prompt adapter cannot be read ({error.strerror or type(error).__name__})", str(path),
-                         "check the path") from None
+    data = read_file(path, "prompt adapter")
     try:
         tensors = load(data)
-        metadata = _metadata(data)
+        metadata = safetensors_metadata(data)
         kinds = tuple(json.loads(metadata["prompt_kinds"]))
         info = json.loads(metadata["info"])
         half = json.loads(metadata["box_half_mm"])
@@ -264,16 +262,6 @@ def load_adapter(path: str | Path) -> PromptAdapter:
     if adapter.checksum != checksum:
         raise ModelError("prompt adapter file fails its checksum", str(path), hint)
     return adapter
-
-
-def _metadata(data: bytes) -> dict:
-    header_len = int.from_bytes(data[:8], "little")
-    if not 0 < header_len <= len(data) - 8:
-        raise ValueError("bad header length")
-    metadata = json.loads(data[8:8 + header_len]).get("__metadata__")
-    if not isinstance(metadata, dict):
-        raise TypeError("no metadata")
-    return metadata
 
 
 # --- sampling ----------------------------------------------------------------------------------

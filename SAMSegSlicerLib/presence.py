@@ -45,6 +45,8 @@ from scipy import ndimage
 from .engine import SliceEngine
 from .errors import InputError, ModelError
 from .output import write_bytes
+from .safetensors_file import metadata as safetensors_metadata
+from .safetensors_file import read_file
 from .worker import CancelToken
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps planned)
@@ -463,15 +465,10 @@ def load_presence(path: str | Path) -> PresenceModel:
 
     path = Path(path)
     hint = "the file is damaged or not a samseg presence model; build it again (samseg auto --save-presence)"
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"presence model cannot be read ({error.strerror or type(error).__name__})", str(path),
-                         "check the path") from None
+    data = read_file(path, "presence model")
     try:
         tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + header_len])["__metadata__"]
+        metadata = safetensors_metadata(data)
         if metadata.get("format") != FORMAT:
             raise ModelError("file is not a samseg presence model", str(path), hint)
         options = PresenceOptions(**{k: tuple(v) if isinstance(v, list) else v
