@@ -160,6 +160,15 @@ class AnnotationController:
         self.last_slice_node = slice_node
         return annotation, view
 
+    def _resolve_view_or_last(self, target: AnnotationTarget, slice_node, no_view: str):
+        """The view an action on accepted slices runs in: ``slice_node``, else the last prompted view
+        (``no_view`` says what could not be done when there is none)."""
+        slice_node = slice_node or self.last_slice_node
+        if slice_node is None:
+            raise PromptError(no_view, None, "accept a slice in a slice view first")
+        annotation, view = self._resolve_view(target, slice_node)
+        return annotation, view, slice_node
+
     # --- the worker -----------------------------------------------------------------------------
     def _worker_thread(self) -> TorchWorker:
         if self._worker is None:
@@ -552,10 +561,7 @@ class AnnotationController:
         segment holds on those slices; the model is the stock one, whatever prompts the segment learned.  With
         the ``presence_guard`` setting (the default) a presence model learned from the seeds trims leaks and
         stops a chain that drifts onto another structure."""
-        slice_node = slice_node or self.last_slice_node
-        if slice_node is None:
-            raise PromptError("no view to propagate in", None, "accept a slice in a slice view first")
-        annotation, view = self._resolve_view(target, slice_node)
+        annotation, view, slice_node = self._resolve_view_or_last(target, slice_node, "no view to propagate in")
         settings = self.settings()
         seeds, n_slices = self._seed_masks(target, annotation, view, "propagating")
         index_range = propagation_range(sorted(seeds), direction or settings.direction,
@@ -593,10 +599,7 @@ class AnnotationController:
         propagation: the presence model trims leaks and ends every chain where the structure ends, whatever the
         direction and range settings say), and add the new slices to the segment as one undoable command.
         Cancel keeps the slices finished so far, as propagation does."""
-        slice_node = slice_node or self.last_slice_node
-        if slice_node is None:
-            raise PromptError("no view to auto-segment in", None, "accept a slice in a slice view first")
-        annotation, view = self._resolve_view(target, slice_node)
+        annotation, view, slice_node = self._resolve_view_or_last(target, slice_node, "no view to auto-segment in")
         settings = self.settings()
         seeds, _ = self._seed_masks(target, annotation, view, "auto-segmenting the rest")
         options = settings.engine_options()
@@ -670,10 +673,7 @@ class AnnotationController:
         """Learn prompt embeddings for the segment from its slices accepted on the axis of ``slice_node`` (the last
         prompted view by default), on the worker with progress and cancel.  From then on that segment's clicks
         and strokes use them; other segments, boxes and propagation keep the stock model."""
-        slice_node = slice_node or self.last_slice_node
-        if slice_node is None:
-            raise PromptError("no view to learn from", None, "accept a slice in a slice view first")
-        annotation, view = self._resolve_view(target, slice_node)
+        annotation, view, slice_node = self._resolve_view_or_last(target, slice_node, "no view to learn from")
         masks = self.segment_slices(target, view.axis, self._accepted_indices(target, view.axis, "to learn from"))
         options = self.settings().engine_options()
         cancel = self._new_cancel_token()
