@@ -118,6 +118,15 @@ class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
         self.placePrompt(controller, target, sliceNode, tool, points_ras)
         return index, reference_rc, sliceNode
 
+    def assertUndoRedo(self, controller, target, before, after):
+        """One undo gives the segment back as it was ``before`` the action, one redo as it was ``after`` it."""
+        controller.undo()
+        controller.wait_for_jobs()
+        np.testing.assert_array_equal(self.segmentArray(target), before)
+        controller.redo()
+        controller.wait_for_jobs()
+        np.testing.assert_array_equal(self.segmentArray(target), after)
+
     def segmentArray(self, target):
         return slicer.util.arrayFromSegmentBinaryLabelmap(target.segmentation_node, target.segment_id,
                                                           target.volume_node) > 0
@@ -159,12 +168,7 @@ class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
         propagated = self.segmentArray(target)
         score = dice(propagated, labels == STRUCTURES["liver"])
         self.assertGreaterEqual(score, PROPAGATION_MIN_DICE, f"propagation reached 3-D Dice {score:.3f}")
-        controller.undo()
-        controller.wait_for_jobs()
-        np.testing.assert_array_equal(self.segmentArray(target), before)
-        controller.redo()
-        controller.wait_for_jobs()
-        np.testing.assert_array_equal(self.segmentArray(target), propagated)
+        self.assertUndoRedo(controller, target, before, propagated)
         self.tearDown()
 
     def test_auto_segment_the_rest_undo_redo(self):
@@ -186,12 +190,7 @@ class SAMSegSlicerSelfTest(ScriptedLoadableModuleTest):
         auto = self.segmentArray(target)
         score = dice(auto, kidney)
         self.assertGreaterEqual(score, AUTO_MIN_DICE["kidney_left"], f"auto-segmentation reached 3-D Dice {score:.3f}")
-        controller.undo()
-        controller.wait_for_jobs()
-        np.testing.assert_array_equal(self.segmentArray(target), accepted)
-        controller.redo()
-        controller.wait_for_jobs()
-        np.testing.assert_array_equal(self.segmentArray(target), auto)
+        self.assertUndoRedo(controller, target, accepted, auto)
         self.tearDown()
 
     def test_rotated_view_is_refused(self):
