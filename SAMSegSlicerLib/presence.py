@@ -416,6 +416,12 @@ def mask_identity(engine: SliceEngine, model: PresenceModel, axis: str, index: i
     return float(model.cell_probability(pooled[None, :])[0])
 
 
+def mask_cells(engine: SliceEngine, axis: str, mask_rc: np.ndarray) -> float:
+    """How many embedding cells a mask covers (area-weighted).  The pooled feature of a few cells
+    is mostly the tissue around a small structure: too noisy to stop a chain on."""
+    return float(_mask_to_cells(mask_rc, _grid(engine, axis)).sum())
+
+
 # --- the file ------------------------------------------------------------------------------------
 def _options_json(options: PresenceOptions) -> str:
     return json.dumps(options.__dict__, sort_keys=True)
