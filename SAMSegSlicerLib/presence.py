@@ -403,23 +403,22 @@ def _prompts(axis: str, index: int, probability: np.ndarray, model: PresenceMode
     return SlicePresence(axis, index, probability, score, box, point[None, :])
 
 
-def mask_identity(engine: SliceEngine, model: PresenceModel, axis: str, index: int, mask_rc: np.ndarray) -> float:
+def mask_identity(engine: SliceEngine, model: PresenceModel, axis: str, index: int, mask_rc: np.ndarray,
+                  min_cells: float = 0.0) -> float | None:
     """How much a mask still looks like the annotated structure: the presence probability of its
     pooled feature (the mean standardised feature of the cells it covers, as the prototypes were
-    made).  Near 1 for the structure, near 0 for another tissue; 0 for an empty mask."""
+    made).  Near 1 for the structure, near 0 for another tissue; 0 for an empty mask.  None for a
+    mask covering fewer than ``min_cells`` embedding cells (area-weighted): the pooled feature of a
+    few cells is mostly the tissue around a small structure, too noisy to judge it by."""
     grid = _grid(engine, axis)
     cover = _mask_to_cells(mask_rc, grid)
+    if cover.sum() < min_cells:
+        return None
     if cover.sum() <= 0:
         return 0.0
     cells = _cells(engine, axis, index, grid)
     pooled = (cells * cover[..., None]).sum(axis=(0, 1)) / cover.sum()
     return float(model.cell_probability(pooled[None, :])[0])
-
-
-def mask_cells(engine: SliceEngine, axis: str, mask_rc: np.ndarray) -> float:
-    """How many embedding cells a mask covers (area-weighted).  The pooled feature of a few cells
-    is mostly the tissue around a small structure: too noisy to stop a chain on."""
-    return float(_mask_to_cells(mask_rc, _grid(engine, axis)).sum())
 
 
 # --- the file ------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from scipy import ndimage
 from .engine import ModelPrompt, Prediction, SliceEngine
 from .errors import InputError
 from .geometry import bbox_rc
-from .presence import PresenceModel, SlicePresence, check_model, mask_cells, mask_identity, presence_on_slice
+from .presence import PresenceModel, SlicePresence, check_model, mask_identity, presence_on_slice
 from .worker import CancelToken
 
 # Why a chain ended.
@@ -385,8 +385,7 @@ def _carry(run: _Run, seed: _State, direction: int, end: int, end_reason: str) -
         if presence is not None:
             mask, reason, identity = _guard(run, state, index, mask, presence)
         reason = reason or _stop_reason(run, state, mask, prediction.iou, voxels, reference)
-        keep = run.config.keep_identity
-        if reason in run.config.keep_reasons and keep is not None and identity is not None and identity >= keep:
+        if presence is not None and _kept(run, index, mask, reason, identity):
             reason = None
         if reason is not None:
             return _Chain(steps, ChainStop(seed.index, direction, state.index, index, reason))
@@ -502,13 +501,24 @@ def _guard(run: _Run, previous: _State, index: int, mask: np.ndarray,
         support = coarse | previous.mask
         outside = ndimage.distance_transform_edt(~support, sampling=run.spacing_rc)
         mask = _clean(mask & (outside <= config.leak_margin_mm), previous.mask)
-    if config.min_identity is None and config.keep_identity is None:
-        return mask, None, None
-    identity = mask_identity(run.engine, run.presence, run.axis, index, mask)
-    if (config.min_identity is not None and identity < config.min_identity
-            and mask_cells(run.engine, run.axis, mask) >= config.identity_min_cells):
-        return mask, STOP_IDENTITY, identity
+    identity = None
+    if config.min_identity is not None:
+        identity = mask_identity(run.engine, run.presence, run.axis, index, mask, config.identity_min_cells)
+        if identity is not None and identity < config.min_identity:
+            return mask, STOP_IDENTITY, identity
     return mask, None, identity
+
+
+def _kept(run: _Run, index: int, mask: np.ndarray, reason: str | None, identity: float | None) -> bool:
+    """Whether a mask as like the structure as ``keep_identity`` overrules the stop ``reason``.
+    ``identity``: the guard's, when it judged the mask; judged here (whatever the mask's size) only
+    when a rule that can be overruled fired, so most slices pay for one identity at most."""
+    keep = run.config.keep_identity
+    if keep is None or reason not in run.config.keep_reasons:
+        return False
+    if identity is None:
+        identity = mask_identity(run.engine, run.presence, run.axis, index, mask)
+    return identity >= keep
 
 
 def _stop_reason(run: _Run, previous: _State, mask: np.ndarray, iou: float, voxels: np.ndarray,
