@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from ..worker import TorchWorker
     from .sam_model import SamModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: TinyViT blocks exported as tinyvit_export.ChannelsLastBlock (another graph, other rounding)
 BACKEND = "openvino"
 ENABLE_ENV = "SAMSEG_COMPILED_ENCODER"
 BLOB, REFERENCE, MANIFEST = "encoder.blob", "reference.npy", "manifest.json"
@@ -357,18 +357,19 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(stream.fileno())
 
 
-def _exportable_network(model: SamModel):
-    """The model's image encoder as a plain float32 module a converter can trace (no oneDNN-only ops)."""
+def _exportable_network(model: SamModel, rewrites: tuple[str, ...] | None = None):
+    """The model's image encoder as a plain float32 module a converter can trace (no oneDNN-only ops);
+    ``rewrites``: which of :mod:`.tinyvit_export`'s rewrites (default all; the benchmark compares them)."""
     from .download import checkpoint_path
     from .sam_model import _build_network, _fuse_conv_bn, _load_state
-    from .tinyvit_export import exportable_encoder
+    from .tinyvit_export import REWRITES, exportable_encoder
 
     path = checkpoint_path(model.spec, download=False)
     network, _ = _build_network(model.spec, _load_state(path, model.spec), path)
     encoder = network.image_encoder.eval().requires_grad_(False)
     if model.spec.arch == "litemedsam":
         _fuse_conv_bn(encoder)
-    return exportable_encoder(encoder)
+    return exportable_encoder(encoder, REWRITES if rewrites is None else rewrites)
 
 
 def build_artifact(model: SamModel, progress: Progress | None = None, root: Path | None = None,

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from SAMSegSlicerLib.cache import EmbeddingCache
 from SAMSegSlicerLib.factory import EngineOptions, make_cache, make_engine, open_model
+from SAMSegSlicerLib.models import resolve_spec
+from SAMSegSlicerLib.models.download import checkpoint_path
+from SAMSegSlicerLib.models.sam_model import _build_network, _fuse_conv_bn, _load_state
 from SAMSegSlicerLib.volume import read_labelmap, read_volume
+from SAMSegSlicerLib.window import resolve_window
 from SAMSegSlicerLib.worker import shared_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +75,26 @@ def ct3mm(data_dir):
 @pytest.fixture(scope="session")
 def ct3mm_labels(data_dir, ct3mm) -> np.ndarray:
     return read_labelmap(data_dir / "ct_abdomen_3mm" / "labels.nii.gz", ct3mm)
+
+
+@pytest.fixture(scope="session")
+def stock_encoder():
+    """LiteMedSAM's encoder with BatchNorms folded but the stock MBConv blocks, fp32, on the CPU."""
+    spec = resolve_spec("litemedsam")
+    path = checkpoint_path(spec)
+    network, _ = _build_network(spec, _load_state(path, spec), path)
+    _fuse_conv_bn(network.image_encoder)
+    return network.image_encoder.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def ct_input(ct3mm):
+    """A real abdominal CT slice as the encoder's (1, 3, 256, 256) input."""
+    window = resolve_window("auto", ct3mm.voxels_kji, ct3mm.modality)
+    image = window.apply(ct3mm.axes("axial").take(ct3mm.voxels_kji, 60))
+    tensor = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], size=(256, 256), mode="bilinear",
+                                             align_corners=False)
+    return tensor.expand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
 
 
 @pytest.fixture(scope="session")

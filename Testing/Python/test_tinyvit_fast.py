@@ -9,32 +9,9 @@ import pytest
 import torch
 
 from SAMSegSlicerLib.models import load_model, resolve_spec
-from SAMSegSlicerLib.models.download import checkpoint_path
-from SAMSegSlicerLib.models.sam_model import _build_network, _fuse_conv_bn, _load_state
 from SAMSegSlicerLib.models.tinyvit_fast import FusedMBConv, fuse_mbconv_blocks
-from SAMSegSlicerLib.window import resolve_window
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN on the CPU")
-
-
-@pytest.fixture(scope="module")
-def stock_encoder():
-    """LiteMedSAM's encoder with BatchNorms folded but the stock MBConv blocks, fp32, on the CPU."""
-    spec = resolve_spec("litemedsam")
-    path = checkpoint_path(spec)
-    network, _ = _build_network(spec, _load_state(path, spec), path)
-    _fuse_conv_bn(network.image_encoder)
-    return network.image_encoder.eval().requires_grad_(False)
-
-
-@pytest.fixture(scope="module")
-def ct_input(ct3mm):
-    """A real abdominal CT slice as the encoder's (1, 3, 256, 256) input."""
-    window = resolve_window("auto", ct3mm.voxels_kji, ct3mm.modality)
-    image = window.apply(ct3mm.axes("axial").take(ct3mm.voxels_kji, 60))
-    tensor = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], size=(256, 256), mode="bilinear",
-                                             align_corners=False)
-    return tensor.expand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
 
 
 def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
