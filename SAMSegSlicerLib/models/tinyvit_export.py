@@ -14,8 +14,8 @@ activations to (batch, channels, H, W) and back around its depthwise convolution
 and OpenVINO, which runs that convolution channels-last, then adds a layout reorder on each side -- four copies of
 the activation per block, 7.6 ms of one 128x128 block's 8.4 ms around a 0.8 ms convolution (OpenVINO's per-node
 counters).  Spelled as one 4-D permute each way, OpenVINO runs the copies with cheaper kernels (5.1 ms of 5.9 ms);
-on a 2-core Zen 4 in bf16 the encoder takes 0.93-0.95x the time it takes with the stock blocks
-(``Testing/benchmarks/bench_export.py`` measures the rewrites, alternating in one run).
+on a 2-core Zen 4 in bf16 the encoder takes 0.86-0.98x the time it takes with the stock blocks (1 thread:
+0.95x; ``Testing/benchmarks/bench_export.py`` measures the rewrites, alternating in one run).
 
 The arithmetic is the same: in float32 the rewritten encoder matches the stock one to ~4e-6.
 """
