@@ -164,6 +164,10 @@ class SAMSegSlicerLogic(ScriptedLoadableModuleLogic):
     def missingPythonPackages() -> list:
         return Dependencies.missingPythonPackages()
 
+    @staticmethod
+    def missingOptionalPackages() -> list:
+        return Dependencies.missingOptionalPackages()
+
     def ensureDependencies(self, force: bool = False) -> bool:
         return Dependencies.ensureDependencies(self.controller.show_status, force)
 
@@ -359,9 +363,10 @@ class SAMSegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.controller.load_model()
 
     def updateDependencies(self) -> None:
-        missing = self.logic.missingPythonPackages()
-        self.ui.dependenciesLabel.text = "missing: " + ", ".join(missing) if missing else "installed"
-        self.ui.installButton.enabled = bool(missing)
+        missing, optional = self.logic.missingPythonPackages(), self.logic.missingOptionalPackages()
+        self.ui.dependenciesLabel.text = ("missing: " + ", ".join(missing) if missing else "installed") + \
+            ("; optional, not installed: " + ", ".join(optional) if optional else "")
+        self.ui.installButton.enabled = bool(missing or optional)
 
     # --- feedback -------------------------------------------------------------------------------
     def showStatus(self, text: str) -> None:

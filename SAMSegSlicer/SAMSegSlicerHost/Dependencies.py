@@ -17,6 +17,11 @@ PYTHON_REQUIREMENTS = (
     ("SimpleITK", "SimpleITK>=2.2"),
     ("scipy", "scipy>=1.10"),
 )
+# (import name, pip requirement, what it gives) of what makes SAMSeg faster but is not needed to run it: installed
+# with the rest when the user installs, never asked for before a segmentation starts, and a failure is only a note.
+OPTIONAL_REQUIREMENTS = (
+    ("openvino", "openvino>=2024.0", "the compiled CPU encoder, built once in the background"),
+)
 
 
 class InstallError(Exception):
@@ -34,17 +39,31 @@ def missingPythonPackages() -> list:
                       if importlib.util.find_spec(name) is None]
 
 
-def installDependencies(askConfirmation: bool = True) -> None:
-    """Install what is missing.  Raises :class:`InstallError` when the user declines, the PyTorch extension is
-    missing, or an installation fails; ``restartRequired`` is set when an already imported package changed."""
-    missing = missingPythonPackages()
-    if not missing:
-        return
-    if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            "SAMSeg needs these Python packages, which will be downloaded and installed into Slicer's Python "
-            "(this needs a network connection and may take several minutes):\n\n" + "\n".join(missing),
-            "SAMSeg: install Python packages"):
-        raise InstallError("installation of Python packages cancelled; SAMSeg cannot run without them")
+def missingOptionalPackages() -> list:
+    """Optional requirements that are not installed yet (found without importing anything)."""
+    return [requirement for name, requirement, _ in OPTIONAL_REQUIREMENTS if importlib.util.find_spec(name) is None]
+
+
+def _confirmation(missing: list, optional: list) -> str:
+    text = "SAMSeg will download these Python packages and install them into Slicer's Python (this needs a " \
+           "network connection and may take several minutes):\n\n" + "\n".join(missing + optional)
+    if optional:
+        gives = {requirement: what for _, requirement, what in OPTIONAL_REQUIREMENTS}
+        text += "\n\nOptional (SAMSeg runs without them):\n" + "\n".join(f"{r}: {gives[r]}" for r in optional)
+    return text
+
+
+def installDependencies(askConfirmation: bool = True) -> list:
+    """Install what is missing, optional packages too.  Raises :class:`InstallError` when the user declines, the
+    PyTorch extension is missing, or a needed installation fails; ``restartRequired`` is set when an already
+    imported package changed.  Returns a note for each optional package that could not be installed."""
+    missing, optional = missingPythonPackages(), missingOptionalPackages()
+    if not missing and not optional:
+        return []
+    if askConfirmation and not slicer.util.confirmOkCancelDisplay(_confirmation(missing, optional),
+                                                                  "SAMSeg: install Python packages"):
+        raise InstallError("installation of Python packages cancelled" +
+                           ("; SAMSeg cannot run without them" if missing else ""))
     numpyBefore = importlib.metadata.version("numpy")
     if importlib.util.find_spec("torch") is None:
         try:
@@ -63,6 +82,12 @@ def installDependencies(askConfirmation: bool = True) -> None:
                 slicer.util.pip_install(requirement)
             except Exception as error:  # pip failures come as several exception types
                 raise InstallError(f"pip could not install {requirement}: {error}") from None
+    notes = []
+    for requirement in optional:
+        try:
+            slicer.util.pip_install(requirement)
+        except Exception as error:  # optional: SAMSeg runs without it
+            notes.append(f"optional {requirement} was not installed ({error}); SAMSeg runs without it")
     importlib.invalidate_caches()
     if importlib.metadata.version("numpy") != numpyBefore:
         raise InstallError("numpy was updated while installing; restart Slicer to use the new version",
@@ -71,6 +96,7 @@ def installDependencies(askConfirmation: bool = True) -> None:
     if still:
         raise InstallError(f"still missing after installation: {', '.join(still)}; restart Slicer and try again",
                            restartRequired=True)
+    return notes
 
 
 def ensureDependencies(showStatus, force: bool = False) -> bool:
@@ -82,7 +108,9 @@ def ensureDependencies(showStatus, force: bool = False) -> bool:
     try:
         with slicer.util.tryWithErrorDisplay("SAMSeg could not install its Python packages.", show=False,
                                              waitCursor=True):
-            installDependencies()
+            notes = installDependencies()
+        if notes:
+            showStatus("; ".join(notes))
     except InstallError as error:
         showStatus(str(error))
         if error.restartRequired and slicer.util.confirmOkCancelDisplay(
