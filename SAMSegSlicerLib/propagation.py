@@ -105,7 +105,7 @@ class PropagationConfig:
     min_identity: float | None = 0.2            # stop when the mask's identity falls below this ...
     identity_min_cells: float = 6.0             # ... if it covers this many embedding cells
     keep_identity: float | None = 0.98          # a mask this like the seeds overrules keep_reasons
-    keep_reasons: tuple[str, ...] = ("intensity", "low_overlap", "low_iou")
+    keep_reasons: tuple[str, ...] = (STOP_INTENSITY, STOP_OVERLAP, STOP_IOU)
     min_presence: float | None = None
     leak_margin_mm: float | None = 6.0
     # several seeds
