@@ -106,7 +106,11 @@ REWRITES = ("attention", "blocks")
 def exportable_encoder(encoder: torch.nn.Module, rewrites: tuple[str, ...] = REWRITES) -> torch.nn.Module:
     """A copy of a TinyViT ``encoder`` (BatchNorms folded, stock blocks) with every attention rewritten as
     :class:`SdpaAttention` and every block as :class:`ChannelsLastBlock` (``rewrites``: which of the two; the
-    benchmark compares them); other encoders are returned unchanged."""
+    benchmark compares them); other encoders are returned unchanged.  An unknown rewrite name is a
+    programming error (only the benchmark passes names), so it raises instead of being skipped."""
+    unknown = set(rewrites) - set(REWRITES)
+    if unknown:
+        raise ValueError(f"unknown encoder rewrite(s) {sorted(unknown)}; known: {', '.join(REWRITES)}")
     if not any(_is_tinyvit_attention(module) for module in encoder.modules()):
         return encoder
     encoder = copy.deepcopy(encoder).eval()

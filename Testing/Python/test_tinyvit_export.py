@@ -36,3 +36,8 @@ def test_the_stock_encoder_is_left_as_it_was(stock_encoder, ct_input):
 def test_an_encoder_that_is_not_tinyvit_is_returned_unchanged():
     encoder = build_sam_from_architecture(SMALL_VIT).image_encoder
     assert exportable_encoder(encoder) is encoder
+
+
+def test_an_unknown_rewrite_name_is_refused_not_skipped(stock_encoder):
+    with pytest.raises(ValueError, match="unknown encoder rewrite.*'block'"):
+        exportable_encoder(stock_encoder, ("attention", "block"))
