@@ -14,9 +14,11 @@ single matrix product had run on a second thread.  So models load on this thread
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -26,6 +28,7 @@ from .errors import Cancelled
 URGENT = -1
 INTERACTIVE = 0
 BACKGROUND = 1
+EXIT_WAIT_S = 30.0  # at interpreter exit, how long a running job may take to finish
 
 
 class CancelToken:
@@ -47,6 +50,7 @@ class CancelToken:
 
 
 _shared: TorchWorker | None = None
+_live_workers: weakref.WeakSet[TorchWorker] = weakref.WeakSet()
 _shared_lock = threading.Lock()
 
 
@@ -68,6 +72,7 @@ class TorchWorker:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        _live_workers.add(self)
 
     def _loop(self) -> None:
         while True:
@@ -117,3 +122,14 @@ def stop_shared_worker(timeout_s: float) -> bool:
     with _shared_lock:
         worker = _shared
     return worker is None or worker.shutdown(drop_pending=True, timeout_s=timeout_s)
+
+
+@atexit.register
+def _stop_workers_at_exit() -> None:
+    """Why: at interpreter exit Python 3.11 ends a daemon thread that wants the GIL back with
+    ``pthread_exit``; when that thread is inside a torch call (a background prefetch still encoding,
+    say), the forced unwind meets C++ ``noexcept`` frames and the whole process aborts with
+    "terminate called without an active exception" (exit 134) after everything else succeeded.
+    ``atexit`` runs before that, so each worker drops its queued jobs and finishes the running one."""
+    for worker in list(_live_workers):
+        worker.shutdown(drop_pending=True, timeout_s=EXIT_WAIT_S)

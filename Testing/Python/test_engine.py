@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -161,6 +163,24 @@ def test_the_shared_torch_thread_restarts_after_a_shutdown(monkeypatch):
     assert second is not first and second.alive
     assert second.run(lambda: 6 * 7) == 42
     second.shutdown()
+
+
+EXIT_WHILE_BUSY = """
+import time, torch
+from SAMSegSlicerLib.worker import BACKGROUND, shared_worker
+a = torch.randn(3000, 3000)
+shared_worker().submit(lambda: [a @ a for _ in range(20)], BACKGROUND)
+time.sleep(0.3)
+print("main thread done")
+"""
+
+
+def test_a_process_that_ends_while_the_torch_thread_is_busy_exits_cleanly():
+    # Without the atexit stop, Python ends the busy daemon thread inside a torch call and the
+    # process aborts: "terminate called without an active exception", exit 134.
+    done = subprocess.run([sys.executable, "-c", EXIT_WHILE_BUSY], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "main thread done"), done.stderr
+    assert "terminate called" not in done.stderr
 
 
 @pytest.mark.parametrize("prompt, message", [
