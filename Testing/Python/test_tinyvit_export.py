@@ -6,13 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from test_compiled_encoder import SMALL_VIT
+from test_tinyvit_fast import _relative_error
 
 from SAMSegSlicerLib.models.sam_model import build_sam_from_architecture
 from SAMSegSlicerLib.models.tinyvit_export import ChannelsLastBlock, SdpaAttention, exportable_encoder
-
-
-def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((got - expected).norm() / expected.norm())
 
 
 @pytest.mark.parametrize("rewrites", [("attention",), ("blocks",), ("attention", "blocks")])

@@ -47,10 +47,6 @@ def majority_of_three(stack):
     return total >= 2
 
 
-def dice(prediction, truth) -> float:
-    return float(2 * (prediction & truth).sum() / max(1, prediction.sum() + truth.sum()))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", default=",".join(str(v) for v in MAIN_LABELS))
@@ -60,6 +56,7 @@ def main() -> int:
     import numpy as np
 
     from SAMSegSlicerLib.engine import ModelPrompt
+    from SAMSegSlicerLib.evaluation.masks import dice
     from SAMSegSlicerLib.factory import EngineOptions, make_engine
     from SAMSegSlicerLib.geometry import bbox_rc
 
